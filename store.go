@@ -1,0 +1,98 @@
+package switchback
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps transfers, the number pool and API keys durably. Every status
+// move is one atomic compare-and-set, so nodes, timers and calls racing for
+// one transfer cannot both win. Methods take the current time from the
+// caller, which reads it from its injected Clock.
+//
+// Errors are *Error values with the codes named below; anything else means
+// the store could not be reached or failed, and callers report it as
+// EUNAVAILABLE.
+type Store interface {
+	// CreateTransfer stores t as ACTIVE. For TypePhoneNumber it leases, in
+	// the same transaction, a free number of t.PhoneNumber.Country (free: not
+	// leased and out of quarantine at now), taking numbers dedicated to the
+	// tenant before shared ones and, among those, the one released longest
+	// ago; it sets t.PhoneNumber.TransferNumber and the number's lease runs
+	// until t.ExpiresAt. If the tenant already has a transfer with t.ID,
+	// nothing changes and the stored transfer is returned with created false.
+	// Errors: EUNPROCESSABLE when the tenant can use no number of that
+	// country at all; EEXHAUSTED when every such number is leased or in
+	// quarantine.
+	CreateTransfer(ctx context.Context, t *Transfer, now time.Time) (stored *Transfer, created bool, err error)
+
+	// Transfer returns one transfer of a tenant, as stored. ENOTFOUND.
+	Transfer(ctx context.Context, tenantID, id string) (*Transfer, error)
+
+	// ListTransfers returns a tenant's transfers newest first (by CreatedAt,
+	// then ID, both descending), at most f.Limit of them.
+	ListTransfers(ctx context.Context, f TransferFilter) ([]*Transfer, error)
+
+	// MatchTransfer moves a transfer ACTIVE→ONGOING because a call arrived:
+	// only if it is ACTIVE and now is before its expiry. It sets
+	// CallReceivedAt to now and releases its number into quarantine.
+	// ENOTFOUND for no such transfer; EGONE when it is not ACTIVE or expired.
+	MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*Transfer, error)
+
+	// MatchNumber is MatchTransfer for the transfer leasing number e164.
+	// ENOTFOUND when no unexpired ACTIVE transfer holds that number.
+	MatchNumber(ctx context.Context, e164 string, now time.Time) (*Transfer, error)
+
+	// CompleteTransfer moves a transfer ONGOING→COMPLETED with its output
+	// context, sets CompletedAt to now and erases the return password.
+	// ENOTFOUND; EGONE when it is not ONGOING.
+	CompleteTransfer(ctx context.Context, tenantID, id string, out *OutputContext, now time.Time) (*Transfer, error)
+
+	// ExpireTransfer moves one transfer ACTIVE→EXPIRED if its expiry is at or
+	// before now, releasing its number into quarantine and erasing the return
+	// password. It reports whether it made the move.
+	ExpireTransfer(ctx context.Context, tenantID, id string, now time.Time) (bool, error)
+
+	// ExpireDue does ExpireTransfer for up to limit transfers that are due,
+	// whichever node created them, and returns those it moved. Stores shared
+	// by several nodes let concurrent sweeps skip each other's rows.
+	ExpireDue(ctx context.Context, now time.Time, limit int) ([]TransferKey, error)
+
+	// PendingExpiries returns up to limit ACTIVE transfers, soonest expiry
+	// first, so a starting node can arm its timers.
+	PendingExpiries(ctx context.Context, limit int) ([]TransferKey, error)
+
+	// CountTransfers counts transfers by stored status.
+	CountTransfers(ctx context.Context) (map[Status]int, error)
+
+	// AddNumbers adds numbers to the pool; a number already there takes the
+	// given country and tenant, which apply from its next lease. It returns
+	// how many were new.
+	AddNumbers(ctx context.Context, numbers []Number) (added int, err error)
+
+	// RemoveNumbers removes numbers from the pool. It removes none and
+	// returns ECONFLICT if any is leased, ENOTFOUND if any is unknown.
+	RemoveNumbers(ctx context.Context, e164s []string) error
+
+	// Numbers lists the pool's numbers of a country ("" for all), ordered by
+	// country then number, with their state at now.
+	Numbers(ctx context.Context, country string, now time.Time) ([]NumberState, error)
+
+	// PoolSummaries counts each country's numbers by state at now, ordered
+	// by country.
+	PoolSummaries(ctx context.Context, now time.Time) ([]PoolSummary, error)
+
+	// CreateAPIKey stores a new key. ECONFLICT if the id exists.
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+	// APIKey returns a key by id, revoked or not. ENOTFOUND.
+	APIKey(ctx context.Context, id string) (*APIKey, error)
+	// RevokeAPIKey revokes a key at now. ENOTFOUND.
+	RevokeAPIKey(ctx context.Context, id string, now time.Time) error
+	// APIKeys lists a tenant's keys ("" for all), oldest first.
+	APIKeys(ctx context.Context, tenantID string) ([]*APIKey, error)
+
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
