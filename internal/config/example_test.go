@@ -1,0 +1,98 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExample(t *testing.T) {
+	got, err := Load(writeConfig(t, Example()), nil)
+	if err != nil {
+		t.Fatalf("Load(Example()) error:\n%v", err)
+	}
+	want := Config{
+		API:   API{Listen: "127.0.0.1:8080", MaxBodyBytes: 65536, MaxWait: Duration(60 * time.Second)},
+		Store: Store{Driver: "sqlite", DSN: "switchback.db"},
+		Pool: Pool{
+			Quarantine: Duration(10 * time.Second),
+			Numbers: []NumberBlock{
+				{Country: "US", Numbers: []string{"+12025550100-+12025550199"}},
+				{Country: "GB", Tenant: "globex", Numbers: []string{"+442079460000-0099", "+442079460500"}},
+			},
+		},
+		Expiry: Expiry{SweepInterval: Duration(time.Second)},
+		Tenants: []Tenant{
+			{
+				ID:                        "acme",
+				Name:                      "Acme Corp",
+				PhoneNumberTTL:            Duration(60 * time.Second),
+				SIPTTL:                    Duration(60 * time.Second),
+				DefaultReturnTransferType: "BYE",
+				RateLimit:                 RateLimit{RequestsPerSecond: 200, Burst: 400},
+			},
+			{
+				ID:                        "globex",
+				Name:                      "Globex",
+				PhoneNumberTTL:            Duration(60 * time.Second),
+				SIPTTL:                    Duration(2 * time.Minute),
+				DefaultReturnTransferType: "REFER",
+				RateLimit:                 RateLimit{RequestsPerSecond: 200, Burst: 400},
+			},
+		},
+		Log: Log{Level: "info", Format: "json"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(Example()) =\n%+v\nwant\n%+v", got, want)
+	}
+
+	// The example shows the defaults of everything outside the lists.
+	d := Default()
+	if got.API != d.API || got.Store != d.Store || got.Pool.Quarantine != d.Pool.Quarantine ||
+		got.Expiry != d.Expiry || got.Log != d.Log {
+		t.Errorf("the example's scalars differ from Default()")
+	}
+	for _, tn := range got.Tenants[:1] {
+		if tn.PhoneNumberTTL != d.Tenants[0].PhoneNumberTTL || tn.SIPTTL != d.Tenants[0].SIPTTL ||
+			tn.DefaultReturnTransferType != d.Tenants[0].DefaultReturnTransferType || tn.RateLimit != d.Tenants[0].RateLimit {
+			t.Errorf("the example's first tenant does not show the tenant defaults: %+v", tn)
+		}
+	}
+}
+
+// Every field, and every variable, is documented in the example: a field
+// added to Config without its documentation fails here.
+func TestExampleDocumentsEverything(t *testing.T) {
+	ex := Example()
+	var keys func(t reflect.Type) []string
+	keys = func(t reflect.Type) []string {
+		var out []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			key := yamlKey(f)
+			if key == "" {
+				continue
+			}
+			out = append(out, key)
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				out = append(out, keys(ft)...)
+			}
+		}
+		return out
+	}
+	for _, key := range keys(reflect.TypeOf(Config{})) {
+		if !strings.Contains(ex, key+":") {
+			t.Errorf("Example() does not show the field %s", key)
+		}
+	}
+	for _, name := range EnvVars() {
+		if !strings.Contains(ex, "Env: "+name+"\n") {
+			t.Errorf("Example() does not name the variable %s", name)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+// Package httpapi is Switchback's REST API: the call-transfer endpoints of
+// the spec, their extensions (list, wait), authentication by API key, rate
+// limits, the spec's error envelope, health checks and metrics.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/transfer"
+)
+
+// Tenant is what the API needs to know of a configured tenant.
+type Tenant struct {
+	RequestsPerSecond float64
+	Burst             int
+}
+
+// Deps are what the API is built from.
+type Deps struct {
+	Store     switchback.Store
+	Transfers *transfer.Service
+	Clock     switchback.Clock
+	Log       *slog.Logger
+	// Tenant returns a configured tenant's API settings.
+	Tenant func(id string) (Tenant, bool)
+	// MaxBodyBytes caps request bodies (413 beyond).
+	MaxBodyBytes int64
+	// MaxWait caps the timeout of a wait.
+	MaxWait time.Duration
+	// Registry receives the API's metrics; nil for a private one.
+	Registry *prometheus.Registry
+	// KeyCacheTTL is how long a looked-up API key is trusted before it is
+	// read again, which bounds how long a revoked key keeps working.
+	KeyCacheTTL time.Duration
+}
+
+// NewServer returns the API's handler.
+func NewServer(d Deps) http.Handler {
+	if d.Clock == nil {
+		d.Clock = switchback.SystemClock
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	if d.KeyCacheTTL == 0 {
+		d.KeyCacheTTL = 5 * time.Second
+	}
+	mux := http.NewServeMux()
+	m := newMetrics(d.Registry, d.Store, d.Clock)
+	addRoutes(mux, d, m)
+	return withRequestContext(d.Log, m, mux)
+}
+
+// withRequestContext gives every request an id (echoed as X-Request-Id),
+// records its metrics and log line, and turns a panic into the error
+// envelope instead of a dropped connection.
+func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := newRequestID()
+		info := &requestInfo{id: id}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		w.Header().Set("X-Request-Id", id)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("handler panicked", "request_id", id, "panic", p)
+				if !rec.wrote {
+					writeErrorStatus(rec, r, http.StatusServiceUnavailable, "503-02", "internal error; retry shortly")
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			elapsed := time.Since(start)
+			m.observe(route, rec.status, elapsed)
+			attrs := []any{"request_id", id, "method", r.Method, "route", route, "status", rec.status,
+				"duration_ms", float64(elapsed.Microseconds()) / 1000}
+			if info.tenant != "" {
+				attrs = append(attrs, "tenant", info.tenant)
+			}
+			if info.transfer != "" {
+				attrs = append(attrs, "transfer", info.transfer)
+			}
+			level := slog.LevelDebug
+			if rec.status >= 500 {
+				level = slog.LevelWarn
+			}
+			log.Log(r.Context(), level, "http request", attrs...)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+type requestInfoKey struct{}
+
+// requestInfo collects what the log line of a request should name.
+type requestInfo struct {
+	id, tenant, transfer string
+}
+
+func info(r *http.Request) *requestInfo {
+	if i, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		return i
+	}
+	return &requestInfo{}
+}
+
+func requestID(r *http.Request) string { return info(r).id }
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets a waiting response be flushed through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
