@@ -8,18 +8,18 @@ import (
 // Error codes. Each layer maps them to its own status in one table:
 // internal/httpapi to HTTP statuses, internal/sip to SIP responses.
 const (
-	EINVALID       = "invalid"        // a field of the request is malformed or not allowed
-	EUNAUTHORIZED  = "unauthorized"   // credentials missing or wrong
-	EFORBIDDEN     = "forbidden"      // credentials valid but not allowed to do this
-	ENOTFOUND      = "not_found"      // no such resource for this tenant
-	ECONFLICT      = "conflict"       // the id is taken by a different request
-	EGONE          = "gone"           // the transfer exists but can no longer take a call
-	ETOOLARGE      = "too_large"      // the request body is over the limit
-	EUNPROCESSABLE = "unprocessable"  // well-formed but cannot be served (no pool for the country)
-	ERATELIMIT     = "rate_limited"   // the key is over its request rate
-	EEXHAUSTED     = "exhausted"      // no number is free right now
-	EUNAVAILABLE   = "unavailable"    // the store cannot be reached
-	EINTERNAL      = "internal"       // a bug; never shown with its details
+	EINVALID       = "invalid"       // a field of the request is malformed or not allowed
+	EUNAUTHORIZED  = "unauthorized"  // credentials missing or wrong
+	EFORBIDDEN     = "forbidden"     // credentials valid but not allowed to do this
+	ENOTFOUND      = "not_found"     // no such resource for this tenant
+	ECONFLICT      = "conflict"      // the id is taken by a different request
+	EGONE          = "gone"          // the transfer exists but can no longer take a call
+	ETOOLARGE      = "too_large"     // the request body is over the limit
+	EUNPROCESSABLE = "unprocessable" // well-formed but cannot be served (no pool for the country)
+	ERATELIMIT     = "rate_limited"  // the key is over its request rate
+	EEXHAUSTED     = "exhausted"     // no number is free right now
+	EUNAVAILABLE   = "unavailable"   // the store cannot be reached
+	EINTERNAL      = "internal"      // a bug; never shown with its details
 )
 
 // Error is a domain error: a code from the list above and a message fit for

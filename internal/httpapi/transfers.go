@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +53,11 @@ func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		info(r).transfer = id
-		q := r.URL.Query()
+		q, err := query(r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
 		if !q.Has("waitForStatus") {
 			if q.Has("timeout") {
 				writeError(w, r, d.Log, switchback.FieldErrorf("timeout", "is only used with waitForStatus"))
@@ -91,6 +96,16 @@ func handleGet(d Deps) http.Handler {
 		w.Header().Set("Switchback-Wait-Result", result)
 		writeJSON(w, http.StatusOK, encodeTransfer(t))
 	})
+}
+
+// query parses the query string, refusing one that does not parse rather
+// than silently dropping parameters.
+func query(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, switchback.Errorf(switchback.EINVALID, "the query string is malformed: %v", err)
+	}
+	return q, nil
 }
 
 // DefaultWait is the timeout of a wait that names none.
@@ -143,7 +158,11 @@ const (
 // transfers, newest first, optionally of one externalConversationId.
 func handleList(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
+		q, err := query(r)
+		if err != nil {
+			writeError(w, r, d.Log, err)
+			return
+		}
 		f := switchback.TransferFilter{TenantID: tenantOf(r), ExternalConversationID: q.Get("externalConversationId"), Limit: DefaultPageSize}
 		if s := q.Get("pageSize"); s != "" {
 			n, err := strconv.Atoi(s)

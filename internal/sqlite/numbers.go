@@ -13,10 +13,10 @@ import (
 // AddNumbers implements switchback.Store.
 func (db *DB) AddNumbers(ctx context.Context, numbers []switchback.Number) (int, error) {
 	added := 0
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		added = 0
 		for _, n := range numbers {
-			res, err := tx.ExecContext(ctx, `INSERT INTO numbers (e164, country, tenant_id) VALUES (?, ?, ?)
+			res, err := tx.exec(ctx, `INSERT INTO numbers (e164, country, tenant_id) VALUES (?, ?, ?)
 				ON CONFLICT (e164) DO NOTHING`, n.E164, n.Country, n.TenantID)
 			if err != nil {
 				return err
@@ -25,7 +25,7 @@ func (db *DB) AddNumbers(ctx context.Context, numbers []switchback.Number) (int,
 				added++
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE numbers SET country = ?, tenant_id = ? WHERE e164 = ?`,
+			if _, err := tx.exec(ctx, `UPDATE numbers SET country = ?, tenant_id = ? WHERE e164 = ?`,
 				n.Country, n.TenantID, n.E164); err != nil {
 				return err
 			}
@@ -37,10 +37,10 @@ func (db *DB) AddNumbers(ctx context.Context, numbers []switchback.Number) (int,
 
 // RemoveNumbers implements switchback.Store.
 func (db *DB) RemoveNumbers(ctx context.Context, e164s []string) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		for _, n := range e164s {
 			var leased sql.NullString
-			err := tx.QueryRowContext(ctx, `SELECT leased_transfer FROM numbers WHERE e164 = ?`, n).Scan(&leased)
+			err := tx.queryRow(ctx, `SELECT leased_transfer FROM numbers WHERE e164 = ?`, n).Scan(&leased)
 			if errors.Is(err, sql.ErrNoRows) {
 				return switchback.Errorf(switchback.ENOTFOUND, "number %s is not in the pool", n)
 			} else if err != nil {
@@ -49,7 +49,7 @@ func (db *DB) RemoveNumbers(ctx context.Context, e164s []string) error {
 			if leased.Valid {
 				return switchback.Errorf(switchback.ECONFLICT, "number %s is leased to call transfer %q; remove it once the lease ends", n, leased.String)
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM numbers WHERE e164 = ?`, n); err != nil {
+			if _, err := tx.exec(ctx, `DELETE FROM numbers WHERE e164 = ?`, n); err != nil {
 				return err
 			}
 		}
@@ -67,7 +67,7 @@ func (db *DB) Numbers(ctx context.Context, country string, now time.Time) ([]swi
 		args = append(args, country)
 	}
 	q += ` ORDER BY country, e164`
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("list numbers", err)
 	}
@@ -98,7 +98,7 @@ func (db *DB) Numbers(ctx context.Context, country string, now time.Time) ([]swi
 
 // PoolSummaries implements switchback.Store.
 func (db *DB) PoolSummaries(ctx context.Context, now time.Time) ([]switchback.PoolSummary, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT country, count(*),
+	rows, err := db.readRows(ctx, `SELECT country, count(*),
 		count(leased_transfer),
 		sum(CASE WHEN leased_transfer IS NULL AND quarantine_until > ? THEN 1 ELSE 0 END)
 		FROM numbers GROUP BY country ORDER BY country`, micros(now))
@@ -120,8 +120,8 @@ func (db *DB) PoolSummaries(ctx context.Context, now time.Time) ([]switchback.Po
 
 // CreateAPIKey implements switchback.Store.
 func (db *DB) CreateAPIKey(ctx context.Context, k *switchback.APIKey) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, tenant_id, name, secret_hash, scopes, created_at, revoked_at)
+	err := db.inTx(ctx, func(tx *wtx) error {
+		res, err := tx.exec(ctx, `INSERT INTO api_keys (id, tenant_id, name, secret_hash, scopes, created_at, revoked_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 			k.ID, k.TenantID, k.Name, k.SecretHash, strings.Join(k.Scopes, " "), micros(k.CreatedAt), micros(k.RevokedAt))
 		if err != nil {
@@ -151,7 +151,7 @@ func scanKey(row scanner) (*switchback.APIKey, error) {
 
 // APIKey implements switchback.Store.
 func (db *DB) APIKey(ctx context.Context, id string) (*switchback.APIKey, error) {
-	k, err := scanKey(db.read.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+	k, err := scanKey(db.readRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, switchback.Errorf(switchback.ENOTFOUND, "API key %s not found", id)
 	}
@@ -160,8 +160,8 @@ func (db *DB) APIKey(ctx context.Context, id string) (*switchback.APIKey, error)
 
 // RevokeAPIKey implements switchback.Store.
 func (db *DB) RevokeAPIKey(ctx context.Context, id string, now time.Time) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, micros(now), id)
+	err := db.inTx(ctx, func(tx *wtx) error {
+		res, err := tx.exec(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, micros(now), id)
 		if err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func (db *DB) RevokeAPIKey(ctx context.Context, id string, now time.Time) error 
 			return nil
 		}
 		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM api_keys WHERE id = ?`, id).Scan(&one)
+		err = tx.queryRow(ctx, `SELECT 1 FROM api_keys WHERE id = ?`, id).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return switchback.Errorf(switchback.ENOTFOUND, "API key %s not found", id)
 		}
@@ -186,7 +186,7 @@ func (db *DB) APIKeys(ctx context.Context, tenantID string) ([]*switchback.APIKe
 		q += ` WHERE tenant_id = ?`
 		args = append(args, tenantID)
 	}
-	rows, err := db.read.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
+	rows, err := db.readRows(ctx, q+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, wrap("list api keys", err)
 	}

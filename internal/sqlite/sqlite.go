@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchback/switchback"
@@ -33,9 +34,11 @@ type Options struct {
 
 // DB is a switchback.Store on one SQLite file.
 type DB struct {
-	write      *sql.DB // one connection: SQLite has one writer anyway, and this keeps it from busy-waiting
+	write      *sql.DB // written only by the committer's goroutine, one transaction at a time
 	read       *sql.DB
+	readStmts  sync.Map // query -> *sql.Stmt on the read pool
 	quarantine time.Duration
+	committer  *committer
 }
 
 var _ switchback.Store = (*DB)(nil)
@@ -55,8 +58,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
+	// The committer runs one transaction at a time; the second connection
+	// lets it prepare a new statement while its transaction holds the first.
+	write.SetMaxOpenConns(2)
+	write.SetMaxIdleConns(2)
 	write.SetConnMaxLifetime(0)
 
 	pragmas.Add("_pragma", "query_only(ON)")
@@ -70,6 +75,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	read.SetMaxIdleConns(n)
 
 	db := &DB{write: write, read: read, quarantine: opts.Quarantine}
+	db.committer = newCommitter(write)
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -79,13 +85,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
+	db.committer.stop()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
 // Ping checks that the file can be read.
 func (db *DB) Ping(ctx context.Context) error {
 	var one int
-	return db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return db.readRow(ctx, "SELECT 1").Scan(&one)
 }
 
 // migrate applies every embedded migration newer than the file's user_version.
@@ -96,7 +103,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	var current int
-	if err := db.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	for _, name := range names {
@@ -112,11 +119,11 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = db.inTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		err = db.inTx(ctx, func(tx *wtx) error {
+			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version))
+			_, err := tx.tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version))
 			return err
 		})
 		if err != nil {
@@ -124,18 +131,6 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // micros stores a time as microseconds since the epoch; the zero time is 0.
@@ -211,8 +206,8 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 	}
 	var stored *switchback.Transfer
 	created := false
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		existing, err := scanTransfer(tx.QueryRowContext(ctx,
+	err = db.inTx(ctx, func(tx *wtx) error {
+		existing, err := scanTransfer(tx.queryRow(ctx,
 			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
 		if err == nil {
 			stored = existing
@@ -235,7 +230,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 			}
 			number = sql.NullString{String: e164, Valid: true}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO transfers (`+transferColumns+`)
+		_, err = tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
 			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
 			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
@@ -243,7 +238,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 		if err != nil {
 			return err
 		}
-		stored, err = scanTransfer(tx.QueryRowContext(ctx,
+		stored, err = scanTransfer(tx.queryRow(ctx,
 			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
 		created = err == nil
 		return err
@@ -255,15 +250,15 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 }
 
 // leaseNumber takes the number CreateTransfer documents and marks it leased.
-func leaseNumber(ctx context.Context, tx *sql.Tx, t *switchback.Transfer, now time.Time) (string, error) {
+func leaseNumber(ctx context.Context, tx *wtx, t *switchback.Transfer, now time.Time) (string, error) {
 	var e164 string
-	err := tx.QueryRowContext(ctx, `SELECT e164 FROM numbers
+	err := tx.queryRow(ctx, `SELECT e164 FROM numbers
 		WHERE country = ? AND tenant_id IN (?, '') AND leased_transfer IS NULL AND quarantine_until <= ?
 		ORDER BY tenant_id = '', released_at, e164 LIMIT 1`,
 		t.PhoneNumber.Country, t.TenantID, micros(now)).Scan(&e164)
 	if errors.Is(err, sql.ErrNoRows) {
 		var any int
-		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM numbers WHERE country = ? AND tenant_id IN (?, '')`,
+		err := tx.queryRow(ctx, `SELECT count(*) FROM numbers WHERE country = ? AND tenant_id IN (?, '')`,
 			t.PhoneNumber.Country, t.TenantID).Scan(&any)
 		if err != nil {
 			return "", err
@@ -275,14 +270,14 @@ func leaseNumber(ctx context.Context, tx *sql.Tx, t *switchback.Transfer, now ti
 	} else if err != nil {
 		return "", err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE numbers SET leased_tenant = ?, leased_transfer = ?, leased_until = ?
+	_, err = tx.exec(ctx, `UPDATE numbers SET leased_tenant = ?, leased_transfer = ?, leased_until = ?
 		WHERE e164 = ? AND leased_transfer IS NULL`, t.TenantID, t.ID, micros(t.ExpiresAt), e164)
 	return e164, err
 }
 
 // releaseNumber frees the number a transfer holds, if any, into quarantine.
-func (db *DB) releaseNumber(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE numbers SET leased_tenant = NULL, leased_transfer = NULL, leased_until = 0,
+func (db *DB) releaseNumber(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) error {
+	_, err := tx.exec(ctx, `UPDATE numbers SET leased_tenant = NULL, leased_transfer = NULL, leased_until = 0,
 		released_at = ?, quarantine_until = ? WHERE leased_tenant = ? AND leased_transfer = ?`,
 		micros(now), micros(now.Add(db.quarantine)), tenantID, id)
 	return err
@@ -290,7 +285,7 @@ func (db *DB) releaseNumber(ctx context.Context, tx *sql.Tx, tenantID, id string
 
 // Transfer implements switchback.Store.
 func (db *DB) Transfer(ctx context.Context, tenantID, id string) (*switchback.Transfer, error) {
-	t, err := scanTransfer(db.read.QueryRowContext(ctx,
+	t, err := scanTransfer(db.readRow(ctx,
 		`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound(id)
@@ -319,7 +314,7 @@ func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("list transfers", err)
 	}
@@ -338,7 +333,7 @@ func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([
 // MatchTransfer implements switchback.Store.
 func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		var err error
 		t, err = db.match(ctx, tx, tenantID, id, now)
 		return err
@@ -346,13 +341,13 @@ func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.T
 	return t, wrap("match transfer", err)
 }
 
-func (db *DB) match(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
-	t, err := scanTransfer(tx.QueryRowContext(ctx, `UPDATE transfers SET status = ?, call_received_at = ?
+func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ? RETURNING `+transferColumns,
 		switchback.StatusOngoing, micros(now), tenantID, id, switchback.StatusActive, micros(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		var status string
-		err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, notFound(id)
 		} else if err != nil {
@@ -368,9 +363,9 @@ func (db *DB) match(ctx context.Context, tx *sql.Tx, tenantID, id string, now ti
 // MatchNumber implements switchback.Store.
 func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		var tenantID, id string
-		err := tx.QueryRowContext(ctx, `SELECT tenant_id, id FROM transfers
+		err := tx.queryRow(ctx, `SELECT tenant_id, id FROM transfers
 			WHERE transfer_number = ? AND status = 'ACTIVE' AND expires_at > ?`,
 			e164, micros(now)).Scan(&tenantID, &id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -391,15 +386,15 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 		return nil, fmt.Errorf("encode output context: %w", err)
 	}
 	var t *switchback.Transfer
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
+	err = db.inTx(ctx, func(tx *wtx) error {
 		var err error
-		t, err = scanTransfer(tx.QueryRowContext(ctx, `UPDATE transfers
+		t, err = scanTransfer(tx.queryRow(ctx, `UPDATE transfers
 			SET status = ?, completed_at = ?, output_context = ?, return_auth_password = ''
 			WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
 			switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing))
 		if errors.Is(err, sql.ErrNoRows) {
 			var status string
-			err := tx.QueryRowContext(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+			err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
 			if errors.Is(err, sql.ErrNoRows) {
 				return notFound(id)
 			} else if err != nil {
@@ -415,7 +410,7 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 // ExpireTransfer implements switchback.Store.
 func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.Time) (bool, error) {
 	var moved bool
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		var err error
 		moved, err = db.expire(ctx, tx, tenantID, id, now)
 		return err
@@ -423,8 +418,8 @@ func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.
 	return moved, wrap("expire transfer", err)
 }
 
-func (db *DB) expire(ctx context.Context, tx *sql.Tx, tenantID, id string, now time.Time) (bool, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE transfers SET status = ?, return_auth_password = ''
+func (db *DB) expire(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (bool, error) {
+	res, err := tx.exec(ctx, `UPDATE transfers SET status = ?, return_auth_password = ''
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at <= ?`,
 		switchback.StatusExpired, tenantID, id, switchback.StatusActive, micros(now))
 	if err != nil {
@@ -439,9 +434,9 @@ func (db *DB) expire(ctx context.Context, tx *sql.Tx, tenantID, id string, now t
 // ExpireDue implements switchback.Store.
 func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switchback.TransferKey, error) {
 	var keys []switchback.TransferKey
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *wtx) error {
 		keys = keys[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		rows, err := tx.query(ctx, `SELECT tenant_id, id, expires_at FROM transfers
 			WHERE status = 'ACTIVE' AND expires_at <= ? ORDER BY expires_at LIMIT ?`, micros(now), limit)
 		if err != nil {
 			return err
@@ -475,7 +470,7 @@ func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switch
 
 // PendingExpiries implements switchback.Store.
 func (db *DB) PendingExpiries(ctx context.Context, limit int) ([]switchback.TransferKey, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+	rows, err := db.readRows(ctx, `SELECT tenant_id, id, expires_at FROM transfers
 		WHERE status = 'ACTIVE' ORDER BY expires_at LIMIT ?`, limit)
 	if err != nil {
 		return nil, wrap("pending expiries", err)
@@ -496,7 +491,7 @@ func (db *DB) PendingExpiries(ctx context.Context, limit int) ([]switchback.Tran
 
 // CountTransfers implements switchback.Store.
 func (db *DB) CountTransfers(ctx context.Context) (map[switchback.Status]int, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT status, count(*) FROM transfers GROUP BY status`)
+	rows, err := db.readRows(ctx, `SELECT status, count(*) FROM transfers GROUP BY status`)
 	if err != nil {
 		return nil, wrap("count transfers", err)
 	}

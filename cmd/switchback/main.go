@@ -1,0 +1,65 @@
+// Command switchback is the Switchback call-transfer gateway: the server
+// (serve), administration of its store (keys, numbers) and a client for its
+// API (transfers).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "switchback:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+const usage = `Switchback: a call-transfer gateway for voice AI agents.
+
+Usage:
+  switchback serve [--config FILE]            run the gateway
+  switchback transfers create|get|list|wait   use the API of a running gateway
+  switchback keys create|revoke|list          manage API keys in the store
+  switchback numbers list|add|remove          manage the temporary-number pool
+  switchback config example                   print a commented example config
+
+Run "switchback COMMAND -h" for a command's flags.
+`
+
+// run is the whole program, with its environment passed in so tests can
+// call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "transfers":
+		return runTransfers(ctx, rest, getenv, stdin, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, rest, getenv, stdout, stderr)
+	case "numbers":
+		return runNumbers(ctx, rest, getenv, stdout, stderr)
+	case "config":
+		return runConfig(rest, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

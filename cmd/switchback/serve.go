@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/config"
+	"github.com/switchback/switchback/internal/httpapi"
+	"github.com/switchback/switchback/internal/postgres"
+	"github.com/switchback/switchback/internal/sqlite"
+	"github.com/switchback/switchback/internal/transfer"
+)
+
+// loadConfig parses the --config flag shared by the commands that use the store.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (config.Config, error) {
+	path := fs.String("config", getenv("SWITCHBACK_CONFIG"), "YAML config file (default: built-in defaults; env SWITCHBACK_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	return config.Load(*path, getenv)
+}
+
+// openStore opens the configured store.
+func openStore(ctx context.Context, cfg config.Config) (switchback.Store, error) {
+	q := cfg.Pool.Quarantine.Duration()
+	switch cfg.Store.Driver {
+	case config.DriverPostgres:
+		return postgres.Open(ctx, cfg.Store.DSN, postgres.Options{Quarantine: q})
+	default:
+		return sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Quarantine: q})
+	}
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := loadConfig(fs, args, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("open %s store: %w", cfg.Store.Driver, err)
+	}
+	defer store.Close()
+
+	numbers, err := cfg.PoolNumbers()
+	if err != nil {
+		return err
+	}
+	if added, err := store.AddNumbers(ctx, numbers); err != nil {
+		return fmt.Errorf("load the number pool: %w", err)
+	} else if added > 0 {
+		log.Info("added numbers to the pool", "count", added)
+	}
+	if err := ensureDemoKey(ctx, cfg, store, stdout); err != nil {
+		return err
+	}
+
+	svc := transfer.New(transfer.Options{
+		Store: store, Log: log,
+		Policy: func(id string) (transfer.Policy, bool) {
+			t, ok := cfg.Tenant(id)
+			return transfer.Policy{PhoneNumberTTL: t.PhoneNumberTTL.Duration(), SIPTTL: t.SIPTTL.Duration(),
+				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType)}, ok
+		},
+		SweepInterval: cfg.Expiry.SweepInterval.Duration(),
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := httpapi.NewServer(httpapi.Deps{
+		Store: store, Transfers: svc, Log: log, Registry: reg,
+		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
+		Tenant: func(id string) (httpapi.Tenant, bool) {
+			t, ok := cfg.Tenant(id)
+			return httpapi.Tenant{RequestsPerSecond: t.RateLimit.RequestsPerSecond, Burst: t.RateLimit.Burst}, ok
+		},
+	})
+
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen: %w", err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	expiryDone := make(chan error, 1)
+	go func() { expiryDone <- svc.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	log.Info("switchback serving", "api", "http://"+ln.Addr().String(), "store", cfg.Store.Driver)
+	fmt.Fprintf(stdout, "Switchback API on http://%s (store: %s)\n", ln.Addr(), cfg.Store.Driver)
+
+	select {
+	case err = <-serveDone:
+	case <-ctx.Done():
+		shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
+		defer done()
+		err = srv.Shutdown(shutdown)
+	}
+	cancel()
+	<-expiryDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	log.Info("switchback stopped")
+	return err
+}
+
+// ensureDemoKey gives the demo tenant an API key on the first start, and
+// prints it: its secret is shown this once and only its hash is kept.
+func ensureDemoKey(ctx context.Context, cfg config.Config, store switchback.Store, stdout io.Writer) error {
+	if _, ok := cfg.Tenant(config.DefaultTenantID); !ok {
+		return nil
+	}
+	keys, err := store.APIKeys(ctx, config.DefaultTenantID)
+	if err != nil {
+		return fmt.Errorf("read demo keys: %w", err)
+	}
+	for _, k := range keys {
+		if !k.Revoked() {
+			fmt.Fprintf(stdout, "Demo tenant API key id: %s (its secret was printed when it was created; make another with: switchback keys create --tenant demo)\n", k.ID)
+			return nil
+		}
+	}
+	k, secret, err := switchback.NewAPIKey(config.DefaultTenantID, "demo", []string{switchback.ScopeCallTransfers}, switchback.SystemClock())
+	if err != nil {
+		return err
+	}
+	if err := store.CreateAPIKey(ctx, k); err != nil {
+		return fmt.Errorf("create demo key: %w", err)
+	}
+	fmt.Fprintf(stdout, "Demo tenant API key (shown once, keep it):\n  asapp-api-id: %s\n  asapp-api-secret: %s\n", k.ID, secret)
+	fmt.Fprintf(stdout, "  export SWITCHBACK_API_ID=%s SWITCHBACK_API_SECRET=%s\n", k.ID, secret)
+	return nil
+}
+
+func runConfig(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "example" {
+		return errors.New("usage: switchback config example")
+	}
+	fmt.Fprint(stdout, strings.TrimLeft(config.Example(), "\n"))
+	return nil
+}

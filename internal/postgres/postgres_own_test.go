@@ -1,0 +1,357 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/pgtest"
+	"github.com/switchback/switchback/internal/postgres"
+)
+
+// These tests cover what only the PostgreSQL store has to get right: nodes
+// that share one database, each with its own connection pool.
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestOpenMigratesOnceWhenNodesStartTogether(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+			if err == nil {
+				db.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("open while others open: %v", err)
+		}
+	}
+	db := open(t, dsn, 0) // and once more, with nothing left to apply
+	if err := db.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, dsn)
+	rows, err := conn.Query(context.Background(), "SELECT version FROM schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil || fmt.Sprint(versions) != "[1]" {
+		t.Fatalf("schema_migrations = %v, %v; want [1]", versions, err)
+	}
+}
+
+func TestOpenRefusesBadDSN(t *testing.T) {
+	if _, err := postgres.Open(context.Background(), "postgres://nobody@127.0.0.1:1/x?connect_timeout=1", postgres.Options{}); err == nil {
+		t.Fatal("opened a database that is not there")
+	}
+}
+
+// TestRetriedCreatesRaceForOneNumber sends one create many times at once, as
+// a client retrying through several nodes would: one wins, every other call
+// gets the winner's transfer back, and the pool loses one number only.
+func TestRetriedCreatesRaceForOneNumber(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	nodes := []*postgres.DB{open(t, dsn, time.Second), open(t, dsn, time.Second)}
+	ctx := context.Background()
+	if _, err := nodes[0].AddNumbers(ctx, []switchback.Number{
+		{E164: "+12025550100", Country: "US"}, {E164: "+12025550101", Country: "US"}, {E164: "+12025550102", Country: "US"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 10; round++ {
+		id := fmt.Sprintf("p-%d", round)
+		now := t0.Add(time.Duration(round) * 2 * time.Second) // past the last round's quarantine
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			created int
+			numbers = map[string]bool{}
+		)
+		for i := 0; i < 12; i++ {
+			wg.Add(1)
+			go func(db *postgres.DB) {
+				defer wg.Done()
+				got, ok, err := db.CreateTransfer(ctx, phoneTransfer("acme", id, now), now)
+				if err != nil {
+					t.Errorf("create %s: %v", id, err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if ok {
+					created++
+				}
+				numbers[got.PhoneNumber.TransferNumber] = true
+			}(nodes[i%2])
+		}
+		wg.Wait()
+		if created != 1 || len(numbers) != 1 {
+			t.Fatalf("%s: %d creates won, numbers returned %v; want one of each", id, created, numbers)
+		}
+		sum, err := nodes[0].PoolSummaries(ctx, now)
+		if err != nil || sum[0].Leased != 1 {
+			t.Fatalf("%s: pool %+v %v; want exactly one number leased", id, sum, err)
+		}
+		if _, err := nodes[1].MatchTransfer(ctx, "acme", id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestManyNodesNeverShareANumber runs 8 workers on two nodes, each creating
+// 200 PHONE_NUMBER transfers against a pool of 5 with short expiries, while
+// both nodes sweep. Throughout, it reads the database directly: no number is
+// held by two ACTIVE transfers, and the pool's leases agree with the
+// transfers. At the end it checks every number's history for overlaps and
+// for leases inside quarantine.
+func TestManyNodesNeverShareANumber(t *testing.T) {
+	const (
+		workers    = 8
+		perWorker  = 200
+		expiry     = 5 * time.Millisecond
+		quarantine = 3 * time.Millisecond
+	)
+	dsn := pgtest.NewDatabase(t)
+	nodes := []*postgres.DB{open(t, dsn, quarantine), open(t, dsn, quarantine)}
+	ctx := context.Background()
+	var pool []switchback.Number
+	for i := 0; i < 5; i++ {
+		pool = append(pool, switchback.Number{E164: fmt.Sprintf("+1202555010%d", i), Country: "US"})
+	}
+	if _, err := nodes[0].AddNumbers(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+
+	// A logical clock that only moves forward, shared by both nodes as if
+	// their clocks were in sync, keeps expiry and quarantine deterministic.
+	var (
+		clockMu sync.Mutex
+		clock   = t0
+	)
+	tick := func() time.Time {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		clock = clock.Add(time.Millisecond)
+		return clock
+	}
+
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		leased    int
+		exhausted int
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			db := nodes[w%len(nodes)]
+			for i := 0; i < perWorker; i++ {
+				now := tick()
+				tr := phoneTransfer("acme", fmt.Sprintf("w%d-%d", w, i), now)
+				tr.ExpiresAt = now.Add(expiry)
+				got, _, err := db.CreateTransfer(ctx, tr, now)
+				if switchback.ErrorCode(err) == switchback.EEXHAUSTED {
+					mu.Lock()
+					exhausted++
+					mu.Unlock()
+					continue
+				} else if err != nil {
+					t.Errorf("create: %v", err)
+					return
+				}
+				mu.Lock()
+				leased++
+				mu.Unlock()
+				switch i % 3 {
+				case 0: // the call arrives, on whichever node, and completes
+					m := tick()
+					// By then the transfer may have expired and its number
+					// gone to another: the call belongs to whichever matched.
+					if matched, err := nodes[(w+1)%len(nodes)].MatchNumber(ctx, got.PhoneNumber.TransferNumber, m); err == nil {
+						out := &switchback.OutputContext{TransferType: switchback.TransferAgent}
+						if _, err := db.CompleteTransfer(ctx, matched.TenantID, matched.ID, out, tick()); err != nil {
+							t.Errorf("complete: %v", err)
+						}
+					} else if c := switchback.ErrorCode(err); c != switchback.ENOTFOUND {
+						t.Errorf("match number: %v", err)
+					}
+				case 1: // a client retries the create: nothing new is leased
+					again, created, err := db.CreateTransfer(ctx, tr, tick())
+					if err != nil || created || again.PhoneNumber.TransferNumber != got.PhoneNumber.TransferNumber {
+						t.Errorf("retried create: created=%v %v", created, err)
+					}
+				}
+			}
+		}(w)
+	}
+
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	for _, db := range nodes {
+		bg.Add(1)
+		go func(db *postgres.DB) {
+			defer bg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := db.ExpireDue(ctx, tick(), 3); err != nil {
+					t.Errorf("sweep: %v", err)
+					return
+				}
+			}
+		}(db)
+	}
+	conn := connect(t, dsn)
+	checks := 0
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := checkLeases(ctx, conn); err != nil {
+				t.Error(err)
+				return
+			}
+			checks++
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+	if t.Failed() {
+		return
+	}
+	if err := checkLeases(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if leased < 50 || exhausted == 0 {
+		t.Fatalf("the race did not exercise the pool: %d leases, %d exhausted", leased, exhausted)
+	}
+	t.Logf("%d leases, %d exhausted, %d database checks", leased, exhausted, checks)
+	checkHistory(t, ctx, conn, quarantine)
+}
+
+// checkLeases checks, in one snapshot, that no number is held by two ACTIVE
+// transfers and that the numbers table and the ACTIVE transfers agree on
+// who holds what.
+func checkLeases(ctx context.Context, conn *pgx.Conn) error {
+	var shared, orphanLeases, unleased int
+	err := conn.QueryRow(ctx, `
+		SELECT
+			(SELECT count(*) FROM (
+				SELECT transfer_number FROM transfers
+				WHERE status = 'ACTIVE' AND transfer_number IS NOT NULL
+				GROUP BY transfer_number HAVING count(*) > 1) d),
+			(SELECT count(*) FROM numbers n WHERE n.leased_transfer IS NOT NULL AND NOT EXISTS (
+				SELECT 1 FROM transfers t
+				WHERE t.tenant_id = n.leased_tenant AND t.id = n.leased_transfer
+					AND t.status = 'ACTIVE' AND t.transfer_number = n.e164)),
+			(SELECT count(*) FROM transfers t WHERE t.status = 'ACTIVE' AND t.transfer_number IS NOT NULL
+				AND NOT EXISTS (SELECT 1 FROM numbers n
+					WHERE n.e164 = t.transfer_number AND n.leased_tenant = t.tenant_id AND n.leased_transfer = t.id))`,
+	).Scan(&shared, &orphanLeases, &unleased)
+	if err != nil {
+		return fmt.Errorf("check leases: %w", err)
+	}
+	if shared != 0 || orphanLeases != 0 || unleased != 0 {
+		return fmt.Errorf("%d numbers held by two ACTIVE transfers, %d leases without their ACTIVE transfer, %d ACTIVE transfers without their lease",
+			shared, orphanLeases, unleased)
+	}
+	return nil
+}
+
+// checkHistory checks invariants 1 and 2 over every lease the database
+// recorded: a number's next lease starts no sooner than quarantine after the
+// previous one ended. An expired lease ended when a sweep released it, at or
+// after its expiry, so the expiry is a conservative end.
+func checkHistory(t *testing.T, ctx context.Context, conn *pgx.Conn, quarantine time.Duration) {
+	t.Helper()
+	rows, err := conn.Query(ctx, `
+		SELECT transfer_number, id, created_at, expires_at, call_received_at
+		FROM transfers WHERE transfer_number IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type lease struct {
+		id         string
+		start, end int64
+	}
+	by := map[string][]lease{}
+	var (
+		number, id                     string
+		created, expires, callReceived int64
+	)
+	// A transfer still ACTIVE holds its number until at least its expiry,
+	// like one that expired.
+	if _, err := pgx.ForEachRow(rows, []any{&number, &id, &created, &expires, &callReceived}, func() error {
+		end := expires
+		if callReceived != 0 {
+			end = callReceived
+		}
+		by[number] = append(by[number], lease{id, created, end})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	q := quarantine.Microseconds()
+	for n, ls := range by {
+		sort.Slice(ls, func(i, j int) bool { return ls[i].start < ls[j].start })
+		for i := 1; i < len(ls); i++ {
+			if prev := ls[i-1]; ls[i].start < prev.end+q {
+				t.Fatalf("number %s leased to %s at +%dµs while %s held or quarantined it until +%dµs",
+					n, ls[i].id, ls[i].start-t0.UnixMicro(), prev.id, prev.end+q-t0.UnixMicro())
+			}
+		}
+	}
+}
+
+func phoneTransfer(tenant, id string, now time.Time) *switchback.Transfer {
+	return &switchback.Transfer{
+		TenantID:               tenant,
+		ID:                     id,
+		ExternalConversationID: "conv-" + id,
+		Type:                   switchback.TypePhoneNumber,
+		Status:                 switchback.StatusActive,
+		PhoneNumber:            &switchback.PhoneNumber{Country: "US"},
+		CreatedAt:              now,
+		ExpiresAt:              now.Add(time.Minute),
+		RequestHash:            "hash-" + id,
+	}
+}
+
+// connect opens a plain connection for reading the database behind the
+// store's back.
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

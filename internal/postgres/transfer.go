@@ -1,0 +1,460 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchback/switchback"
+)
+
+// transferColumns is the column list scanTransfer reads, in its order.
+const transferColumns = `tenant_id, id, external_conversation_id, type, status,
+	input_context, output_context, country, transfer_number,
+	return_uri, return_transfer_type, return_auth_username, return_auth_password,
+	created_at, expires_at, call_received_at, completed_at, request_hash`
+
+// CreateTransfer stores t as ACTIVE, leasing a number in the same
+// transaction for a PHONE_NUMBER transfer. A retry of an existing id returns
+// the stored transfer and leases nothing.
+//
+// The insert comes first and the lease after it: the primary key makes a
+// concurrent create of the same id wait for this one, then find its
+// transfer, instead of locking a second number meanwhile.
+func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now time.Time) (*switchback.Transfer, bool, error) {
+	if t.Type == switchback.TypePhoneNumber && (t.PhoneNumber == nil || t.PhoneNumber.Country == "") {
+		return nil, false, switchback.Errorf(switchback.EINVALID, "a PHONE_NUMBER transfer needs a country")
+	}
+	in, err := encodeJSON(t.InputContext)
+	if err != nil {
+		return nil, false, fmt.Errorf("create transfer: input context: %w", err)
+	}
+	createdAt := t.CreatedAt
+	if createdAt.IsZero() {
+		createdAt = now
+	}
+	var country string
+	if t.PhoneNumber != nil {
+		country = t.PhoneNumber.Country
+	}
+	var sip switchback.SIP
+	if t.SIP != nil {
+		sip = *t.SIP
+	}
+
+	var (
+		stored  *switchback.Transfer
+		created bool
+	)
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		inserted, err := scanTransfer(tx.QueryRow(ctx, `
+			INSERT INTO transfers (tenant_id, id, external_conversation_id, type, status,
+				input_context, country,
+				return_uri, return_transfer_type, return_auth_username, return_auth_password,
+				created_at, expires_at, request_hash)
+			VALUES ($1, $2, $3, $4, 'ACTIVE', $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			ON CONFLICT (tenant_id, id) DO NOTHING
+			RETURNING `+transferColumns,
+			t.TenantID, t.ID, t.ExternalConversationID, string(t.Type),
+			in, country,
+			sip.ReturnURI, string(sip.ReturnTransferType), sip.ReturnAuthUsername, sip.ReturnAuthPassword,
+			micros(createdAt), micros(t.ExpiresAt), t.RequestHash))
+		if notFound(err) {
+			// The id is taken; this statement sees the committed winner.
+			stored, err = scanTransfer(tx.QueryRow(ctx,
+				`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = $1 AND id = $2`, t.TenantID, t.ID))
+			if err != nil {
+				return fmt.Errorf("read the stored transfer: %w", err)
+			}
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		if t.Type != switchback.TypePhoneNumber {
+			stored, created = inserted, true
+			return nil
+		}
+
+		number, err := pickNumber(ctx, tx, t.TenantID, country, now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE numbers SET leased_tenant = $2, leased_transfer = $3, leased_until = $4
+			WHERE e164 = $1`,
+			number, t.TenantID, t.ID, micros(t.ExpiresAt)); err != nil {
+			return fmt.Errorf("lease %s: %w", number, err)
+		}
+		stored, err = scanTransfer(tx.QueryRow(ctx, `
+			UPDATE transfers SET transfer_number = $3 WHERE tenant_id = $1 AND id = $2
+			RETURNING `+transferColumns, t.TenantID, t.ID, number))
+		if err != nil {
+			return fmt.Errorf("lease %s: %w", number, err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return nil, false, wrap("create transfer", err)
+	}
+	if created && t.PhoneNumber != nil {
+		t.PhoneNumber.TransferNumber = stored.PhoneNumber.TransferNumber
+	}
+	return stored, created, nil
+}
+
+// pickNumber locks the number a new transfer of tenant in country should
+// lease at now: a free one (not leased, out of quarantine), dedicated to the
+// tenant before shared, released longest ago first. Numbers another
+// transaction is leasing right now are skipped rather than waited for.
+func pickNumber(ctx context.Context, tx pgx.Tx, tenantID, country string, now time.Time) (string, error) {
+	var e164 string
+	err := tx.QueryRow(ctx, `
+		SELECT e164 FROM numbers
+		WHERE country = $1 AND tenant_id IN ($2, '')
+			AND leased_transfer IS NULL AND quarantine_until <= $3
+		ORDER BY (tenant_id = ''), released_at, e164
+		LIMIT 1
+		FOR UPDATE SKIP LOCKED`, country, tenantID, micros(now)).Scan(&e164)
+	if err == nil {
+		return e164, nil
+	} else if !notFound(err) {
+		return "", fmt.Errorf("pick a number: %w", err)
+	}
+	var pool bool
+	if err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM numbers WHERE country = $1 AND tenant_id IN ($2, ''))`,
+		country, tenantID).Scan(&pool); err != nil {
+		return "", fmt.Errorf("look for a pool: %w", err)
+	}
+	if !pool {
+		return "", switchback.Errorf(switchback.EUNPROCESSABLE, "no phone numbers are available for country %s", country)
+	}
+	return "", switchback.Errorf(switchback.EEXHAUSTED, "every phone number for country %s is in use; try again later", country)
+}
+
+// Transfer returns one transfer of a tenant, as stored.
+func (db *DB) Transfer(ctx context.Context, tenantID, id string) (*switchback.Transfer, error) {
+	t, err := scanTransfer(db.pool.QueryRow(ctx,
+		`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+	if notFound(err) {
+		return nil, errTransferNotFound(id)
+	} else if err != nil {
+		return nil, fmt.Errorf("get transfer: %w", err)
+	}
+	return t, nil
+}
+
+// ListTransfers returns a tenant's transfers newest first, continuing after
+// f.After when set. A negative Limit means no limit.
+func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([]*switchback.Transfer, error) {
+	var q strings.Builder
+	args := []any{f.TenantID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	q.WriteString(`SELECT ` + transferColumns + ` FROM transfers WHERE tenant_id = $1`)
+	if f.ExternalConversationID != "" {
+		q.WriteString(` AND external_conversation_id = ` + arg(f.ExternalConversationID))
+	}
+	if f.After != nil {
+		q.WriteString(` AND (created_at, id) < (` + arg(micros(f.After.CreatedAt)) + `, ` + arg(f.After.ID) + `)`)
+	}
+	q.WriteString(` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limitArg(f.Limit)))
+	rows, err := db.pool.Query(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list transfers: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*switchback.Transfer, error) { return scanTransfer(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list transfers: %w", err)
+	}
+	return ts, nil
+}
+
+// MatchTransfer moves an unexpired ACTIVE transfer to ONGOING and releases
+// its number into quarantine.
+func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+	t, err := db.match(ctx, now, `tenant_id = $2 AND id = $3`, tenantID, id)
+	if notFound(err) {
+		exists, err := db.transferExists(ctx, tenantID, id)
+		if err != nil {
+			return nil, fmt.Errorf("match transfer: %w", err)
+		} else if !exists {
+			return nil, errTransferNotFound(id)
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is no longer active", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("match transfer: %w", err)
+	}
+	return t, nil
+}
+
+// MatchNumber matches the unexpired ACTIVE transfer leasing e164.
+func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*switchback.Transfer, error) {
+	t, err := db.match(ctx, now, `transfer_number = $2`, e164)
+	if notFound(err) {
+		return nil, switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds number %s", e164)
+	} else if err != nil {
+		return nil, fmt.Errorf("match number: %w", err)
+	}
+	return t, nil
+}
+
+// match moves the transfer that where selects (its parameters from $2 on)
+// from ACTIVE to ONGOING at now, if unexpired, and releases its number. It
+// returns pgx.ErrNoRows when no transfer made the move.
+func (db *DB) match(ctx context.Context, now time.Time, where string, args ...any) (*switchback.Transfer, error) {
+	var t *switchback.Transfer
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		t, err = scanTransfer(tx.QueryRow(ctx, `
+			UPDATE transfers SET status = 'ONGOING', call_received_at = $1
+			WHERE `+where+` AND status = 'ACTIVE' AND expires_at > $1
+			RETURNING `+transferColumns,
+			append([]any{micros(now)}, args...)...))
+		if err != nil {
+			return err
+		}
+		return db.release(ctx, tx, t, now)
+	})
+	return t, err
+}
+
+// CompleteTransfer moves an ONGOING transfer to COMPLETED with its output
+// context and erases its return password.
+func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, now time.Time) (*switchback.Transfer, error) {
+	o, err := encodeJSON(out)
+	if err != nil {
+		return nil, fmt.Errorf("complete transfer: output context: %w", err)
+	}
+	t, err := scanTransfer(db.pool.QueryRow(ctx, `
+		UPDATE transfers SET status = 'COMPLETED', output_context = $3, completed_at = $4,
+			return_auth_password = ''
+		WHERE tenant_id = $1 AND id = $2 AND status = 'ONGOING'
+		RETURNING `+transferColumns,
+		tenantID, id, o, micros(now)))
+	if notFound(err) {
+		exists, err := db.transferExists(ctx, tenantID, id)
+		if err != nil {
+			return nil, fmt.Errorf("complete transfer: %w", err)
+		} else if !exists {
+			return nil, errTransferNotFound(id)
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is not ongoing", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("complete transfer: %w", err)
+	}
+	return t, nil
+}
+
+// ExpireTransfer moves an ACTIVE transfer whose expiry is at or before now
+// to EXPIRED, releasing its number and erasing its return password.
+func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.Time) (bool, error) {
+	var moved bool
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		t, err := scanTransfer(tx.QueryRow(ctx, `
+			UPDATE transfers SET status = 'EXPIRED', return_auth_password = ''
+			WHERE tenant_id = $1 AND id = $2 AND status = 'ACTIVE' AND expires_at <= $3
+			RETURNING `+transferColumns,
+			tenantID, id, micros(now)))
+		if notFound(err) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		moved = true
+		return db.release(ctx, tx, t, now)
+	})
+	if err != nil {
+		return false, fmt.Errorf("expire transfer: %w", err)
+	}
+	return moved, nil
+}
+
+// ExpireDue expires up to limit due transfers (no limit when limit is
+// negative) in one statement. Rows another node's sweep or a racing match
+// has locked are skipped: that node finishes them.
+func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switchback.TransferKey, error) {
+	rows, err := db.pool.Query(ctx, `
+		WITH due AS (
+			SELECT tenant_id, id FROM transfers
+			WHERE status = 'ACTIVE' AND expires_at <= $1
+			ORDER BY expires_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		), expired AS (
+			UPDATE transfers t SET status = 'EXPIRED', return_auth_password = ''
+			FROM due
+			WHERE t.tenant_id = due.tenant_id AND t.id = due.id AND t.status = 'ACTIVE'
+			RETURNING t.tenant_id, t.id, t.expires_at, t.transfer_number
+		), released AS (
+			UPDATE numbers n SET leased_tenant = NULL, leased_transfer = NULL, leased_until = 0,
+				released_at = $1, quarantine_until = $3
+			FROM expired e
+			WHERE n.e164 = e.transfer_number AND n.leased_tenant = e.tenant_id AND n.leased_transfer = e.id
+		)
+		SELECT tenant_id, id, expires_at FROM expired ORDER BY expires_at, tenant_id, id`,
+		micros(now), limitArg(limit), micros(now.Add(db.quarantine)))
+	if err != nil {
+		return nil, fmt.Errorf("expire due transfers: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, scanTransferKey)
+	if err != nil {
+		return nil, fmt.Errorf("expire due transfers: %w", err)
+	}
+	return keys, nil
+}
+
+// PendingExpiries returns up to limit ACTIVE transfers, soonest expiry first.
+func (db *DB) PendingExpiries(ctx context.Context, limit int) ([]switchback.TransferKey, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT tenant_id, id, expires_at FROM transfers
+		WHERE status = 'ACTIVE'
+		ORDER BY expires_at, tenant_id, id
+		LIMIT $1`, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("pending expiries: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, scanTransferKey)
+	if err != nil {
+		return nil, fmt.Errorf("pending expiries: %w", err)
+	}
+	return keys, nil
+}
+
+// CountTransfers counts transfers by stored status.
+func (db *DB) CountTransfers(ctx context.Context) (map[switchback.Status]int, error) {
+	rows, err := db.pool.Query(ctx, `SELECT status, count(*) FROM transfers GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count transfers: %w", err)
+	}
+	counts := map[switchback.Status]int{}
+	var (
+		status string
+		n      int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		counts[switchback.Status(status)] = int(n)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count transfers: %w", err)
+	}
+	return counts, nil
+}
+
+// release frees the number t holds, if any, into quarantine from now. It
+// runs in the transaction that moved t out of ACTIVE.
+func (db *DB) release(ctx context.Context, tx pgx.Tx, t *switchback.Transfer, now time.Time) error {
+	if t.PhoneNumber == nil || t.PhoneNumber.TransferNumber == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE numbers SET leased_tenant = NULL, leased_transfer = NULL, leased_until = 0,
+			released_at = $4, quarantine_until = $5
+		WHERE e164 = $1 AND leased_tenant = $2 AND leased_transfer = $3`,
+		t.PhoneNumber.TransferNumber, t.TenantID, t.ID, micros(now), micros(now.Add(db.quarantine)))
+	if err != nil {
+		return fmt.Errorf("release %s: %w", t.PhoneNumber.TransferNumber, err)
+	}
+	return nil
+}
+
+func (db *DB) transferExists(ctx context.Context, tenantID, id string) (bool, error) {
+	var exists bool
+	err := db.pool.QueryRow(ctx,
+		`SELECT EXISTS (SELECT 1 FROM transfers WHERE tenant_id = $1 AND id = $2)`, tenantID, id).Scan(&exists)
+	return exists, err
+}
+
+func errTransferNotFound(id string) error {
+	return switchback.Errorf(switchback.ENOTFOUND, "call transfer %s not found", id)
+}
+
+// scanTransfer reads one row of transferColumns.
+func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
+	var (
+		t                                     switchback.Transfer
+		typ, status, country                  string
+		in, out, number                       *string
+		uri, rtt, user, pass                  string
+		created, expires, received, completed int64
+	)
+	if err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &typ, &status,
+		&in, &out, &country, &number,
+		&uri, &rtt, &user, &pass,
+		&created, &expires, &received, &completed, &t.RequestHash); err != nil {
+		return nil, err
+	}
+	t.Type, t.Status = switchback.Type(typ), switchback.Status(status)
+	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)
+	t.CallReceivedAt, t.CompletedAt = fromMicros(received), fromMicros(completed)
+	if in != nil {
+		t.InputContext = new(switchback.InputContext)
+		if err := json.Unmarshal([]byte(*in), t.InputContext); err != nil {
+			return nil, fmt.Errorf("transfer %s: input context: %w", t.ID, err)
+		}
+	}
+	if out != nil {
+		t.OutputContext = new(switchback.OutputContext)
+		if err := json.Unmarshal([]byte(*out), t.OutputContext); err != nil {
+			return nil, fmt.Errorf("transfer %s: output context: %w", t.ID, err)
+		}
+	}
+	switch t.Type {
+	case switchback.TypePhoneNumber:
+		t.PhoneNumber = &switchback.PhoneNumber{Country: country}
+		if number != nil {
+			t.PhoneNumber.TransferNumber = *number
+		}
+	case switchback.TypeSIP:
+		t.SIP = &switchback.SIP{
+			ReturnURI:          uri,
+			ReturnTransferType: switchback.ReturnTransferType(rtt),
+			ReturnAuthUsername: user,
+			ReturnAuthPassword: pass,
+		}
+	}
+	return &t, nil
+}
+
+func scanTransferKey(row pgx.CollectableRow) (switchback.TransferKey, error) {
+	var (
+		k       switchback.TransferKey
+		expires int64
+	)
+	err := row.Scan(&k.TenantID, &k.ID, &expires)
+	k.ExpiresAt = fromMicros(expires)
+	return k, err
+}
+
+// encodeJSON stores v as JSON text, or NULL when v is a nil pointer.
+func encodeJSON[T any](v *T) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return &s, nil
+}
+
+// wrap returns domain errors as they are and adds what was being done to
+// anything else.
+func wrap(doing string, err error) error {
+	var se *switchback.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

@@ -1,0 +1,238 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+)
+
+// Group commit. SQLite has one writer and every acknowledged write must be
+// synced to disk, so writes are queued to one goroutine that runs all the
+// writes waiting at that moment in a single transaction, each inside its own
+// savepoint, and syncs once for all of them. A write that fails rolls back
+// to its savepoint without touching the others; nobody hears of success
+// before the commit that made it durable.
+
+// maxBatch bounds how many writes share one commit.
+const maxBatch = 256
+
+var errClosed = errors.New("sqlite store is closed")
+
+type writeOp struct {
+	ctx  context.Context
+	fn   func(*wtx) error
+	done chan error
+}
+
+type committer struct {
+	db    *sql.DB
+	ops   chan writeOp
+	quit  chan struct{}
+	ended chan struct{}
+	stmts map[string]*sql.Stmt // owned by the loop goroutine
+	once  sync.Once
+}
+
+func newCommitter(db *sql.DB) *committer {
+	c := &committer{db: db, ops: make(chan writeOp, maxBatch), quit: make(chan struct{}), ended: make(chan struct{}),
+		stmts: map[string]*sql.Stmt{}}
+	go c.loop()
+	return c
+}
+
+func (c *committer) stop() {
+	c.once.Do(func() { close(c.quit) })
+	<-c.ended
+}
+
+// inTx runs fn in a write transaction and returns once its effects are
+// durable, or with the error that undid them.
+func (db *DB) inTx(ctx context.Context, fn func(*wtx) error) error {
+	op := writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case db.committer.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-db.committer.ended:
+		return errClosed
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-db.committer.ended:
+		// The loop may have finished this op just before stopping.
+		select {
+		case err := <-op.done:
+			return err
+		default:
+			return errClosed
+		}
+	}
+}
+
+func (c *committer) loop() {
+	defer close(c.ended)
+	defer func() {
+		for _, st := range c.stmts {
+			st.Close()
+		}
+	}()
+	batch := make([]writeOp, 0, maxBatch)
+	results := make([]error, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-c.quit:
+			return
+		case op := <-c.ops:
+			batch = append(batch, op)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-c.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		results = results[:len(batch)]
+		err := c.run(batch, results)
+		for i, op := range batch {
+			if err != nil {
+				op.done <- err
+			} else {
+				op.done <- results[i]
+			}
+		}
+	}
+}
+
+// run executes a batch in one transaction; results gets each op's own
+// outcome, and the returned error is the commit's, which fails them all.
+func (c *committer) run(batch []writeOp, results []error) error {
+	tx, err := c.db.Begin()
+	if err != nil {
+		return err
+	}
+	single := len(batch) == 1
+	for i, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		w := &wtx{tx: tx, c: c}
+		if single {
+			results[i] = op.fn(w)
+			if results[i] != nil {
+				tx.Rollback()
+				return results[i]
+			}
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT op"); err != nil {
+			tx.Rollback()
+			return err
+		}
+		results[i] = op.fn(w)
+		if results[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO op"); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		if _, err := tx.Exec("RELEASE op"); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// wtx is a write transaction whose statements are prepared once and reused.
+type wtx struct {
+	tx *sql.Tx
+	c  *committer
+}
+
+func (w *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	st, ok := w.c.stmts[q]
+	if !ok {
+		var err error
+		if st, err = w.c.db.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		w.c.stmts[q] = st
+	}
+	return w.tx.StmtContext(ctx, st), nil
+}
+
+func (w *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (w *wtx) queryRow(ctx context.Context, q string, args ...any) *row {
+	st, err := w.stmt(ctx, q)
+	if err != nil {
+		return &row{err: err}
+	}
+	return &row{row: st.QueryRowContext(ctx, args...)}
+}
+
+func (w *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := w.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// readRow runs a read on the pool with a cached prepared statement.
+func (db *DB) readRow(ctx context.Context, q string, args ...any) *row {
+	st, err := db.readStmt(ctx, q)
+	if err != nil {
+		return &row{err: err}
+	}
+	return &row{row: st.QueryRowContext(ctx, args...)}
+}
+
+func (db *DB) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := db.readStmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (db *DB) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := db.readStmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.read.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := db.readStmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// row is a *sql.Row that may carry a preparation error.
+type row struct {
+	row *sql.Row
+	err error
+}
+
+func (r *row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.row.Scan(dest...)
+}
