@@ -90,6 +90,9 @@ type OutputContext struct {
 type PhoneNumber struct {
 	Country        string // ISO 3166 alpha-2
 	TransferNumber string // E.164, set when the number is leased
+	// ReleasedAt is when the transfer left ACTIVE and its number went into
+	// quarantine; zero while it holds the number.
+	ReleasedAt time.Time
 }
 
 // SIP is the SIP side of a SIP transfer.

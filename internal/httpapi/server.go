@@ -74,6 +74,7 @@ func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Ha
 			if p := recover(); p != nil {
 				log.Error("handler panicked", "request_id", id, "panic", p)
 				if !rec.wrote {
+					retryAfter(rec, 1)
 					writeErrorStatus(rec, r, http.StatusServiceUnavailable, "503-02", "internal error; retry shortly")
 				}
 			}

@@ -298,7 +298,7 @@ func (r *sipRequest) sip() (*switchback.SIP, error) {
 			return nil, switchback.FieldErrorf("sip.returnInviteAuthentication.username", "is required with returnInviteAuthentication")
 		}
 		if len(a.Username) > maxCredentialChars || len(a.Password) > maxCredentialChars {
-			return nil, switchback.FieldErrorf("sip.returnInviteAuthentication", "username and password are limited to %d characters", maxCredentialChars)
+			return nil, switchback.FieldErrorf("sip.returnInviteAuthentication", "username and password are limited to %d bytes", maxCredentialChars)
 		}
 		if strings.ContainsAny(a.Username, "\"\\\r\n") {
 			return nil, switchback.FieldErrorf("sip.returnInviteAuthentication.username", "must not contain quotes, backslashes or line breaks")
@@ -310,7 +310,7 @@ func (r *sipRequest) sip() (*switchback.SIP, error) {
 
 func checkText(field, s string) error {
 	if len(s) > maxTextLength {
-		return switchback.FieldErrorf(field, "is longer than %d characters", maxTextLength)
+		return switchback.FieldErrorf(field, "is longer than %d bytes", maxTextLength)
 	}
 	for _, r := range s {
 		if r < ' ' || r == 0x7f {

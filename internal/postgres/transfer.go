@@ -18,7 +18,7 @@ import (
 const transferColumns = `tenant_id, id, external_conversation_id, type, status,
 	input_context, output_context, country, transfer_number,
 	return_uri, return_transfer_type, return_auth_username, return_auth_password,
-	created_at, expires_at, call_received_at, completed_at, request_hash`
+	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at`
 
 // CreateTransfer stores t as ACTIVE, leasing a number in the same
 // transaction for a PHONE_NUMBER transfer. A retry of an existing id returns
@@ -216,7 +216,7 @@ func (db *DB) match(ctx context.Context, now time.Time, where string, args ...an
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error
 		t, err = scanTransfer(tx.QueryRow(ctx, `
-			UPDATE transfers SET status = 'ONGOING', call_received_at = $1
+			UPDATE transfers SET status = 'ONGOING', call_received_at = $1, number_released_at = $1
 			WHERE `+where+` AND status = 'ACTIVE' AND expires_at > $1
 			RETURNING `+transferColumns,
 			append([]any{micros(now)}, args...)...))
@@ -261,7 +261,7 @@ func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.
 	var moved bool
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		t, err := scanTransfer(tx.QueryRow(ctx, `
-			UPDATE transfers SET status = 'EXPIRED', return_auth_password = ''
+			UPDATE transfers SET status = 'EXPIRED', return_auth_password = '', number_released_at = $3
 			WHERE tenant_id = $1 AND id = $2 AND status = 'ACTIVE' AND expires_at <= $3
 			RETURNING `+transferColumns,
 			tenantID, id, micros(now)))
@@ -291,7 +291,7 @@ func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switch
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
 		), expired AS (
-			UPDATE transfers t SET status = 'EXPIRED', return_auth_password = ''
+			UPDATE transfers t SET status = 'EXPIRED', return_auth_password = '', number_released_at = $1
 			FROM due
 			WHERE t.tenant_id = due.tenant_id AND t.id = due.id AND t.status = 'ACTIVE'
 			RETURNING t.tenant_id, t.id, t.expires_at, t.transfer_number
@@ -387,11 +387,12 @@ func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
 		in, out, number                       *string
 		uri, rtt, user, pass                  string
 		created, expires, received, completed int64
+		released                              int64
 	)
 	if err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &typ, &status,
 		&in, &out, &country, &number,
 		&uri, &rtt, &user, &pass,
-		&created, &expires, &received, &completed, &t.RequestHash); err != nil {
+		&created, &expires, &received, &completed, &t.RequestHash, &released); err != nil {
 		return nil, err
 	}
 	t.Type, t.Status = switchback.Type(typ), switchback.Status(status)
@@ -411,7 +412,7 @@ func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
 	}
 	switch t.Type {
 	case switchback.TypePhoneNumber:
-		t.PhoneNumber = &switchback.PhoneNumber{Country: country}
+		t.PhoneNumber = &switchback.PhoneNumber{Country: country, ReleasedAt: fromMicros(released)}
 		if number != nil {
 			t.PhoneNumber.TransferNumber = *number
 		}

@@ -150,7 +150,7 @@ func fromMicros(us int64) time.Time {
 
 const transferColumns = `tenant_id, id, external_conversation_id, type, status, input_context, output_context,
 	country, transfer_number, return_uri, return_transfer_type, return_auth_username, return_auth_password,
-	created_at, expires_at, call_received_at, completed_at, request_hash`
+	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -160,9 +160,10 @@ func scanTransfer(row scanner) (*switchback.Transfer, error) {
 		input, output, number                 sql.NullString
 		country, uri, rtype, user, pass       string
 		created, expires, received, completed int64
+		released                              int64
 	)
 	err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &t.Type, &t.Status, &input, &output,
-		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash)
+		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash, &released)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func scanTransfer(row scanner) (*switchback.Transfer, error) {
 	}
 	switch t.Type {
 	case switchback.TypePhoneNumber:
-		t.PhoneNumber = &switchback.PhoneNumber{Country: country, TransferNumber: number.String}
+		t.PhoneNumber = &switchback.PhoneNumber{Country: country, TransferNumber: number.String, ReleasedAt: fromMicros(released)}
 	case switchback.TypeSIP:
 		t.SIP = &switchback.SIP{ReturnURI: uri, ReturnTransferType: switchback.ReturnTransferType(rtype),
 			ReturnAuthUsername: user, ReturnAuthPassword: pass}
@@ -231,7 +232,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 			number = sql.NullString{String: e164, Valid: true}
 		}
 		_, err = tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0)`,
 			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
 			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
 			micros(t.CreatedAt), micros(t.ExpiresAt), t.RequestHash)
@@ -342,9 +343,9 @@ func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.T
 }
 
 func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
-	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?
+	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?, number_released_at = ?
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ? RETURNING `+transferColumns,
-		switchback.StatusOngoing, micros(now), tenantID, id, switchback.StatusActive, micros(now)))
+		switchback.StatusOngoing, micros(now), micros(now), tenantID, id, switchback.StatusActive, micros(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		var status string
 		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
@@ -419,9 +420,9 @@ func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.
 }
 
 func (db *DB) expire(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (bool, error) {
-	res, err := tx.exec(ctx, `UPDATE transfers SET status = ?, return_auth_password = ''
+	res, err := tx.exec(ctx, `UPDATE transfers SET status = ?, return_auth_password = '', number_released_at = ?
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at <= ?`,
-		switchback.StatusExpired, tenantID, id, switchback.StatusActive, micros(now))
+		switchback.StatusExpired, micros(now), tenantID, id, switchback.StatusActive, micros(now))
 	if err != nil {
 		return false, err
 	}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"APIKeys", testAPIKeys},
 		{"ConcurrentLeasesNeverShareANumber", testConcurrentLeases},
 		{"RacingMovesHaveOneWinner", testRacingMoves},
+		{"ConcurrentRetriesCreateOnce", testConcurrentRetries},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -176,7 +177,8 @@ func testCreateLeasesNumber(t *testing.T, open Opener) {
 	s := open(t, Quarantine)
 	addNumbers(t, s, "US", "", "+12025550100")
 	got := mustCreate(t, s, phoneTransfer("acme", "p-1", "US", t0))
-	if got.PhoneNumber == nil || got.PhoneNumber.TransferNumber != "+12025550100" || got.PhoneNumber.Country != "US" {
+	if got.PhoneNumber == nil || got.PhoneNumber.TransferNumber != "+12025550100" || got.PhoneNumber.Country != "US" ||
+		!got.PhoneNumber.ReleasedAt.IsZero() {
 		t.Fatalf("phone number = %+v", got.PhoneNumber)
 	}
 	stored, err := s.Transfer(context.Background(), "acme", "p-1")
@@ -388,8 +390,8 @@ func testMatchNumber(t *testing.T, open Opener) {
 	if got.ID != "p-1" || got.TenantID != "acme" || got.Status != switchback.StatusOngoing {
 		t.Fatalf("matched = %+v", got)
 	}
-	if got.PhoneNumber == nil || got.PhoneNumber.TransferNumber != "+12025550100" {
-		t.Fatalf("the transfer must keep showing its number: %+v", got.PhoneNumber)
+	if got.PhoneNumber == nil || got.PhoneNumber.TransferNumber != "+12025550100" || !sameTime(got.PhoneNumber.ReleasedAt, t0.Add(time.Second)) {
+		t.Fatalf("the transfer must keep showing its number and when it released it: %+v", got.PhoneNumber)
 	}
 	// The number was released: a repeated dial reaches nothing.
 	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(2*time.Second))
@@ -479,8 +481,8 @@ func testExpireTransfer(t *testing.T, open Opener) {
 		}
 	}
 	p, _ := s.Transfer(ctx, "acme", "p-1")
-	if p.Status != switchback.StatusExpired {
-		t.Fatalf("status = %s", p.Status)
+	if p.Status != switchback.StatusExpired || !sameTime(p.PhoneNumber.ReleasedAt, at) {
+		t.Fatalf("expired transfer = %+v %+v", p, p.PhoneNumber)
 	}
 	tr, _ := s.Transfer(ctx, "acme", "t-1")
 	if tr.Status != switchback.StatusExpired || tr.SIP.ReturnAuthPassword != "" {
@@ -910,5 +912,45 @@ func testRacingMoves(t *testing.T, open Opener) {
 		if wins != 1 {
 			t.Fatalf("%s: %d completions won", id, wins)
 		}
+	}
+}
+
+// testConcurrentRetriesCreateOnce sends one create many times at once, as a
+// client retrying over several connections would: exactly one creates the
+// transfer, every other gets it back, and only one number is leased.
+func testConcurrentRetries(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	addNumbers(t, s, "US", "", "+12025550100", "+12025550101", "+12025550102")
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created int
+		numbers = map[string]bool{}
+	)
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, c, err := s.CreateTransfer(ctx, phoneTransfer("acme", "p-1", "US", t0), t0)
+			if err != nil {
+				t.Errorf("retry: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if c {
+				created++
+			}
+			numbers[got.PhoneNumber.TransferNumber] = true
+		}()
+	}
+	wg.Wait()
+	if created != 1 || len(numbers) != 1 {
+		t.Fatalf("%d creations, numbers %v; want one of each", created, numbers)
+	}
+	sum, _ := s.PoolSummaries(ctx, t0)
+	if sum[0].Leased != 1 {
+		t.Fatalf("retries leased %d numbers", sum[0].Leased)
 	}
 }

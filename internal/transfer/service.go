@@ -90,6 +90,10 @@ func (s *Service) Create(ctx context.Context, t *switchback.Transfer) (*switchba
 	t.ExpiresAt = now.Add(ttl)
 	if t.Type == switchback.TypeSIP && t.SIP != nil && t.SIP.ReturnTransferType == "" {
 		t.SIP.ReturnTransferType = p.DefaultReturn
+		if t.SIP.ReturnURI == "" && p.DefaultReturn != switchback.ReturnBYE {
+			return nil, switchback.FieldErrorf("sip.returnURI",
+				"is required: this tenant hands calls back by %s unless sip.returnTransferType says BYE", p.DefaultReturn)
+		}
 	}
 	stored, created, err := s.store.CreateTransfer(ctx, t, now)
 	if err != nil {

@@ -22,6 +22,7 @@ CREATE TABLE transfers (
     expires_at               BIGINT  NOT NULL,
     call_received_at         BIGINT  NOT NULL DEFAULT 0,
     completed_at             BIGINT  NOT NULL DEFAULT 0,
+    number_released_at       BIGINT  NOT NULL DEFAULT 0,  -- when it left ACTIVE, releasing its number
     request_hash             TEXT    NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );

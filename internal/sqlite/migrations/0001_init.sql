@@ -18,6 +18,7 @@ CREATE TABLE transfers (
     expires_at               INTEGER NOT NULL,
     call_received_at         INTEGER NOT NULL DEFAULT 0,
     completed_at             INTEGER NOT NULL DEFAULT 0,
+    number_released_at       INTEGER NOT NULL DEFAULT 0,  -- when it left ACTIVE, releasing its number
     request_hash             TEXT    NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );

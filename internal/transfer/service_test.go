@@ -1,0 +1,132 @@
+package transfer
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/sqlite"
+)
+
+func newService(t *testing.T, p Policy, now func() time.Time) *Service {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Quarantine: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return New(Options{Store: db, Clock: now, Policy: func(id string) (Policy, bool) { return p, id == "acme" }})
+}
+
+func sipRequest(id string, sip *switchback.SIP) *switchback.Transfer {
+	return &switchback.Transfer{TenantID: "acme", ID: id, ExternalConversationID: "c", Type: switchback.TypeSIP, SIP: sip, RequestHash: "h-" + id}
+}
+
+func TestCreateAppliesTenantPolicy(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return t0 }
+	tests := []struct {
+		name     string
+		policy   Policy
+		sip      *switchback.SIP
+		wantType switchback.ReturnTransferType
+		wantErr  string
+	}{
+		{"default BYE", Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnBYE}, &switchback.SIP{}, switchback.ReturnBYE, ""},
+		{"default REFER with a URI", Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnREFER}, &switchback.SIP{ReturnURI: "sip:a@b"}, switchback.ReturnREFER, ""},
+		{"default REFER without a URI", Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnREFER}, &switchback.SIP{}, "", switchback.EINVALID},
+		{"explicit BYE beats the default", Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnINVITE}, &switchback.SIP{ReturnTransferType: switchback.ReturnBYE}, switchback.ReturnBYE, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newService(t, tt.policy, clock)
+			got, err := s.Create(context.Background(), sipRequest("t", tt.sip))
+			if code := switchback.ErrorCode(err); code != tt.wantErr {
+				t.Fatalf("error %v, want code %q", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if got.SIP.ReturnTransferType != tt.wantType || !got.ExpiresAt.Equal(t0.Add(time.Minute)) || got.Status != switchback.StatusActive {
+				t.Fatalf("created %+v %+v", got, got.SIP)
+			}
+		})
+	}
+}
+
+func TestCreateRetryAndConflictAndUnknownTenant(t *testing.T) {
+	s := newService(t, Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnBYE}, switchback.SystemClock)
+	ctx := context.Background()
+	first, err := s.Create(ctx, sipRequest("t", &switchback.SIP{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Create(ctx, sipRequest("t", &switchback.SIP{}))
+	if err != nil || !again.CreatedAt.Equal(first.CreatedAt) {
+		t.Fatalf("retry: %v %v", again, err)
+	}
+	other := sipRequest("t", &switchback.SIP{})
+	other.RequestHash = "different"
+	if _, err := s.Create(ctx, other); switchback.ErrorCode(err) != switchback.ECONFLICT {
+		t.Fatalf("conflicting reuse: %v", err)
+	}
+	stranger := sipRequest("x", &switchback.SIP{})
+	stranger.TenantID = "nobody"
+	if _, err := s.Create(ctx, stranger); switchback.ErrorCode(err) != switchback.EFORBIDDEN {
+		t.Fatalf("unknown tenant: %v", err)
+	}
+}
+
+func TestTimersFireInExpiryOrder(t *testing.T) {
+	tm := newTimers()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tm.add(key{"a", "3"}, t0.Add(3*time.Second))
+	tm.add(key{"a", "1"}, t0.Add(1*time.Second))
+	tm.add(key{"a", "2"}, t0.Add(2*time.Second))
+	tm.add(key{"a", "gone"}, t0.Add(time.Second/2))
+	tm.remove(key{"a", "gone"})
+	tm.add(key{"a", "3"}, t0.Add(1500*time.Millisecond)) // rescheduled
+	if next, ok := tm.next(); !ok || !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("next = %v %v", next, ok)
+	}
+	due := tm.due(t0.Add(1500 * time.Millisecond))
+	if len(due) != 2 || due[0].id != "1" || due[1].id != "3" {
+		t.Fatalf("due = %v", due)
+	}
+	if tm.len() != 1 {
+		t.Fatalf("%d timers left, want 1", tm.len())
+	}
+}
+
+// TestRunExpiresOnTimeAndWakesWaiters checks the expiry loop with the wall
+// clock: a transfer's stored status is EXPIRED within 100 ms of its expiry.
+func TestRunExpiresOnTimeAndWakesWaiters(t *testing.T) {
+	s := newService(t, Policy{SIPTTL: 200 * time.Millisecond, DefaultReturn: switchback.ReturnBYE}, switchback.SystemClock)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	tr, err := s.Create(ctx, sipRequest("t", &switchback.SIP{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, reached, err := s.Wait(ctx, "acme", "t", []switchback.Status{switchback.StatusExpired}, 5*time.Second)
+	if err != nil || !reached || got.Status != switchback.StatusExpired {
+		t.Fatalf("wait: %v %v %v", got, reached, err)
+	}
+	for {
+		stored, err := s.store.Transfer(ctx, "acme", "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Status == switchback.StatusExpired {
+			return
+		}
+		if time.Now().After(tr.ExpiresAt.Add(100 * time.Millisecond)) {
+			t.Fatalf("stored status %s 100ms after expiry", stored.Status)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
