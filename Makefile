@@ -1,3 +1,22 @@
-.PHONY: test run build bench lint
+# Switchback. `make run` starts the gateway on its embedded defaults;
+# `make test` runs every test (it installs and starts PostgreSQL if needed).
+.PHONY: run build test bench fuzz clean
+
+run: build
+	./bin/switchback serve $(ARGS)
+
+build:
+	go build -o bin/switchback ./cmd/switchback
+
 test:
 	bash scripts/test.sh
+
+bench:
+	bash bench/run.sh
+
+# Runs each fuzz target for a while (FUZZTIME, default 30s each).
+fuzz:
+	bash scripts/fuzz.sh
+
+clean:
+	rm -rf bin

@@ -92,7 +92,7 @@ func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Ha
 			if info.transfer != "" {
 				attrs = append(attrs, "transfer", info.transfer)
 			}
-			level := slog.LevelDebug
+			level := slog.LevelInfo
 			if rec.status >= 500 {
 				level = slog.LevelWarn
 			}
