@@ -22,7 +22,7 @@ func withStore(ctx context.Context, fs *flag.FlagSet, args []string, getenv func
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, false)
 	if err != nil {
 		return fmt.Errorf("open %s store: %w", cfg.Store.Driver, err)
 	}

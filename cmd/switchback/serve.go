@@ -31,14 +31,16 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (co
 	return config.Load(*path, getenv)
 }
 
-// openStore opens the configured store.
-func openStore(ctx context.Context, cfg config.Config) (switchback.Store, error) {
+// openStore opens the configured store. The server asks for SQLite's
+// transfer cache, which also keeps a second server off the same file; the
+// administration commands do without it and may run beside the server.
+func openStore(ctx context.Context, cfg config.Config, server bool) (switchback.Store, error) {
 	q := cfg.Pool.Quarantine.Duration()
 	switch cfg.Store.Driver {
 	case config.DriverPostgres:
 		return postgres.Open(ctx, cfg.Store.DSN, postgres.Options{Quarantine: q})
 	default:
-		return sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Quarantine: q})
+		return sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Quarantine: q, Cache: server})
 	}
 }
 
@@ -60,7 +62,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return fmt.Errorf("open %s store: %w", cfg.Store.Driver, err)
 	}

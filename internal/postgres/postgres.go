@@ -43,13 +43,18 @@ var _ switchback.Store = (*DB)(nil)
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
+// DefaultMaxConns is the connection pool's size when the DSN names none.
+const DefaultMaxConns = 16
+
 // migrationLockKey names the advisory lock that serializes migrations, so
 // nodes starting together apply each migration once.
 const migrationLockKey int64 = 0x5377_6974_6368_6261 // "Switchba"
 
 // Open connects to the database at dsn (a postgres:// URL or a keyword/value
 // string), applies any pending migrations and returns the store. The DSN
-// may size the connection pool with pgxpool's pool_max_conns.
+// may size the connection pool with pgxpool's pool_max_conns; without it the
+// pool holds DefaultMaxConns, since every create waits on a commit's fsync
+// and a pool the size of the core count would queue requests behind a few.
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if opts.Quarantine < 0 {
 		return nil, fmt.Errorf("open postgres: negative quarantine %v", opts.Quarantine)
@@ -57,6 +62,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -31,6 +31,7 @@ type committer struct {
 	quit  chan struct{}
 	ended chan struct{}
 	stmts map[string]*sql.Stmt // owned by the loop goroutine
+	after []func()             // what the batch's successful writes do once committed
 	once  sync.Once
 }
 
@@ -112,6 +113,7 @@ func (c *committer) loop() {
 // run executes a batch in one transaction; results gets each op's own
 // outcome, and the returned error is the commit's, which fails them all.
 func (c *committer) run(batch []writeOp, results []error) error {
+	c.after = c.after[:0]
 	tx, err := c.db.Begin()
 	if err != nil {
 		return err
@@ -129,32 +131,47 @@ func (c *committer) run(batch []writeOp, results []error) error {
 				tx.Rollback()
 				return results[i]
 			}
+			c.after = append(c.after, w.after...)
 			continue
 		}
-		if _, err := tx.Exec("SAVEPOINT op"); err != nil {
+		if _, err := w.exec(op.ctx, "SAVEPOINT op"); err != nil {
 			tx.Rollback()
 			return err
 		}
 		results[i] = op.fn(w)
 		if results[i] != nil {
-			if _, err := tx.Exec("ROLLBACK TO op"); err != nil {
+			if _, err := w.exec(op.ctx, "ROLLBACK TO op"); err != nil {
 				tx.Rollback()
 				return err
 			}
+		} else {
+			c.after = append(c.after, w.after...)
 		}
-		if _, err := tx.Exec("RELEASE op"); err != nil {
+		if _, err := w.exec(op.ctx, "RELEASE op"); err != nil {
 			tx.Rollback()
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// In commit order, so the cache ends with the last committed state.
+	for _, fn := range c.after {
+		fn()
+	}
+	return nil
 }
 
 // wtx is a write transaction whose statements are prepared once and reused.
 type wtx struct {
-	tx *sql.Tx
-	c  *committer
+	tx    *sql.Tx
+	c     *committer
+	after []func()
 }
+
+// afterCommit runs fn once this write is durable; a write that fails or
+// is rolled back never runs it.
+func (w *wtx) afterCommit(fn func()) { w.after = append(w.after, fn) }
 
 func (w *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	st, ok := w.c.stmts[q]

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -30,7 +31,15 @@ var migrations embed.FS
 type Options struct {
 	// Quarantine is how long a released number stays unleasable.
 	Quarantine time.Duration
+	// Cache keeps recently used transfers in memory so reads cost no query.
+	// It takes a lock file beside the database, so a second process that
+	// asks for it fails to open: the cache is only right while this process
+	// is the only one writing transfers.
+	Cache bool
 }
+
+// cacheSize is how many transfers the cache holds.
+const cacheSize = 50000
 
 // DB is a switchback.Store on one SQLite file.
 type DB struct {
@@ -39,6 +48,8 @@ type DB struct {
 	readStmts  sync.Map // query -> *sql.Stmt on the read pool
 	quarantine time.Duration
 	committer  *committer
+	cache      *transferCache
+	lock       *os.File // held while the cache is on
 }
 
 var _ switchback.Store = (*DB)(nil)
@@ -49,6 +60,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite: empty path")
 	}
+	var lock *os.File
+	if opts.Cache {
+		var err error
+		if lock, err = lockFile(path + ".lock"); err != nil {
+			return nil, err
+		}
+	}
 	pragmas := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		pragmas.Add("_pragma", p)
@@ -56,6 +74,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate"
 	write, err := sql.Open("sqlite", writeDSN)
 	if err != nil {
+		unlock(lock)
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
 	// The committer runs one transaction at a time; the second connection
@@ -68,13 +87,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	read, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
 	if err != nil {
 		write.Close()
+		unlock(lock)
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0)*2)
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 
-	db := &DB{write: write, read: read, quarantine: opts.Quarantine}
+	db := &DB{write: write, read: read, quarantine: opts.Quarantine, cache: newTransferCache(0), lock: lock}
+	if opts.Cache {
+		db.cache = newTransferCache(cacheSize)
+	}
 	db.committer = newCommitter(write)
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
@@ -86,7 +109,9 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 // Close closes both connection pools.
 func (db *DB) Close() error {
 	db.committer.stop()
-	return errors.Join(db.read.Close(), db.write.Close())
+	err := errors.Join(db.read.Close(), db.write.Close())
+	unlock(db.lock)
+	return err
 }
 
 // Ping checks that the file can be read.
@@ -208,41 +233,52 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 	var stored *switchback.Transfer
 	created := false
 	err = db.inTx(ctx, func(tx *wtx) error {
-		existing, err := scanTransfer(tx.queryRow(ctx,
-			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
-		if err == nil {
-			stored = existing
-			return nil
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-
+		stored, created = nil, false
 		var country string
 		var number sql.NullString
-		var sip switchback.SIP
-		if t.SIP != nil {
-			sip = *t.SIP
-		}
-		if t.Type == switchback.TypePhoneNumber && t.PhoneNumber != nil {
+		phone := t.Type == switchback.TypePhoneNumber && t.PhoneNumber != nil
+		if phone {
 			country = t.PhoneNumber.Country
-			e164, err := leaseNumber(ctx, tx, t, now)
+			e164, err := pickNumber(ctx, tx, t, now)
 			if err != nil {
+				// A retry of a create that got its number finds it here,
+				// not the exhausted pool.
+				if existing, gerr := db.txTransfer(ctx, tx, t.TenantID, t.ID); gerr == nil {
+					stored = existing
+					return nil
+				}
 				return err
 			}
 			number = sql.NullString{String: e164, Valid: true}
 		}
-		_, err = tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0)`,
+		var sip switchback.SIP
+		if t.SIP != nil {
+			sip = *t.SIP
+		}
+		res, err := tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0)
+			ON CONFLICT (tenant_id, id) DO NOTHING`,
 			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
 			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
 			micros(t.CreatedAt), micros(t.ExpiresAt), t.RequestHash)
 		if err != nil {
 			return err
 		}
-		stored, err = scanTransfer(tx.queryRow(ctx,
-			`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, t.TenantID, t.ID))
-		created = err == nil
-		return err
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			stored, err = db.txTransfer(ctx, tx, t.TenantID, t.ID)
+			return err
+		}
+		if phone {
+			if _, err := tx.exec(ctx, `UPDATE numbers SET leased_tenant = ?, leased_transfer = ?, leased_until = ?
+				WHERE e164 = ? AND leased_transfer IS NULL`, t.TenantID, t.ID, micros(t.ExpiresAt), number.String); err != nil {
+				return err
+			}
+		}
+		stored, created = newlyStored(t, number.String), true
+		tx.afterCommit(func() { db.cache.put(stored) })
+		return nil
 	})
 	if err != nil {
 		return nil, false, wrap("create transfer", err)
@@ -250,8 +286,30 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 	return stored, created, nil
 }
 
-// leaseNumber takes the number CreateTransfer documents and marks it leased.
-func leaseNumber(ctx context.Context, tx *wtx, t *switchback.Transfer, now time.Time) (string, error) {
+// newlyStored is what a freshly inserted row of t reads back as, without
+// reading it back.
+func newlyStored(t *switchback.Transfer, number string) *switchback.Transfer {
+	s := *t
+	s.Status = switchback.StatusActive
+	s.OutputContext = nil
+	s.CallReceivedAt, s.CompletedAt = time.Time{}, time.Time{}
+	s.CreatedAt, s.ExpiresAt = fromMicros(micros(t.CreatedAt)), fromMicros(micros(t.ExpiresAt))
+	if t.PhoneNumber != nil {
+		s.PhoneNumber = &switchback.PhoneNumber{Country: t.PhoneNumber.Country, TransferNumber: number}
+	}
+	if t.SIP != nil {
+		sip := *t.SIP
+		s.SIP = &sip
+	}
+	return &s
+}
+
+func (db *DB) txTransfer(ctx context.Context, tx *wtx, tenantID, id string) (*switchback.Transfer, error) {
+	return scanTransfer(tx.queryRow(ctx, `SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id))
+}
+
+// pickNumber chooses the number CreateTransfer documents; the caller leases it.
+func pickNumber(ctx context.Context, tx *wtx, t *switchback.Transfer, now time.Time) (string, error) {
 	var e164 string
 	err := tx.queryRow(ctx, `SELECT e164 FROM numbers
 		WHERE country = ? AND tenant_id IN (?, '') AND leased_transfer IS NULL AND quarantine_until <= ?
@@ -271,8 +329,6 @@ func leaseNumber(ctx context.Context, tx *wtx, t *switchback.Transfer, now time.
 	} else if err != nil {
 		return "", err
 	}
-	_, err = tx.exec(ctx, `UPDATE numbers SET leased_tenant = ?, leased_transfer = ?, leased_until = ?
-		WHERE e164 = ? AND leased_transfer IS NULL`, t.TenantID, t.ID, micros(t.ExpiresAt), e164)
 	return e164, err
 }
 
@@ -286,6 +342,10 @@ func (db *DB) releaseNumber(ctx context.Context, tx *wtx, tenantID, id string, n
 
 // Transfer implements switchback.Store.
 func (db *DB) Transfer(ctx context.Context, tenantID, id string) (*switchback.Transfer, error) {
+	cached, seq := db.cache.get(tenantID, id)
+	if cached != nil {
+		return cached, nil
+	}
 	t, err := scanTransfer(db.readRow(ctx,
 		`SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -293,6 +353,7 @@ func (db *DB) Transfer(ctx context.Context, tenantID, id string) (*switchback.Tr
 	} else if err != nil {
 		return nil, wrap("get transfer", err)
 	}
+	db.cache.fill(t, seq)
 	return t, nil
 }
 
@@ -358,6 +419,7 @@ func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.
 	} else if err != nil {
 		return nil, err
 	}
+	tx.afterCommit(func() { db.cache.put(t) })
 	return t, db.releaseNumber(ctx, tx, tenantID, id, now)
 }
 
@@ -402,8 +464,11 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 				return err
 			}
 			return switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not ONGOING", id, status)
+		} else if err != nil {
+			return err
 		}
-		return err
+		tx.afterCommit(func() { db.cache.put(t) })
+		return nil
 	})
 	return t, wrap("complete transfer", err)
 }
@@ -429,6 +494,7 @@ func (db *DB) expire(ctx context.Context, tx *wtx, tenantID, id string, now time
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
+	tx.afterCommit(func() { db.cache.drop(tenantID, id) })
 	return true, db.releaseNumber(ctx, tx, tenantID, id, now)
 }
 
