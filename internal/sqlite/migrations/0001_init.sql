@@ -21,7 +21,7 @@ CREATE TABLE transfers (
     number_released_at       INTEGER NOT NULL DEFAULT 0,  -- when it left ACTIVE, releasing its number
     request_hash             TEXT    NOT NULL,
     PRIMARY KEY (tenant_id, id)
-);
+) WITHOUT ROWID;  -- rows live in the primary key's b-tree: one b-tree fewer per insert
 
 -- Invariant 1, enforced by the database too: a number is held by at most one ACTIVE transfer.
 CREATE UNIQUE INDEX transfers_active_number ON transfers (transfer_number)
