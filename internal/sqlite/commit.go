@@ -173,7 +173,14 @@ type wtx struct {
 // is rolled back never runs it.
 func (w *wtx) afterCommit(fn func()) { w.after = append(w.after, fn) }
 
+// Statements run under noCancel: the driver watches a cancellable context
+// with a goroutine per statement, which costs more than the statements
+// themselves. A write's context is checked once, before its op runs; a read
+// is one short query.
+var noCancel = context.Background()
+
 func (w *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	ctx = noCancel
 	st, ok := w.c.stmts[q]
 	if !ok {
 		var err error
@@ -190,7 +197,7 @@ func (w *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(ctx, args...)
+	return st.ExecContext(noCancel, args...)
 }
 
 func (w *wtx) queryRow(ctx context.Context, q string, args ...any) *row {
@@ -198,7 +205,7 @@ func (w *wtx) queryRow(ctx context.Context, q string, args ...any) *row {
 	if err != nil {
 		return &row{err: err}
 	}
-	return &row{row: st.QueryRowContext(ctx, args...)}
+	return &row{row: st.QueryRowContext(noCancel, args...)}
 }
 
 func (w *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
@@ -206,11 +213,12 @@ func (w *wtx) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(ctx, args...)
+	return st.QueryContext(noCancel, args...)
 }
 
 // readRow runs a read on the pool with a cached prepared statement.
 func (db *DB) readRow(ctx context.Context, q string, args ...any) *row {
+	ctx = context.WithoutCancel(ctx)
 	st, err := db.readStmt(ctx, q)
 	if err != nil {
 		return &row{err: err}
@@ -219,6 +227,7 @@ func (db *DB) readRow(ctx context.Context, q string, args ...any) *row {
 }
 
 func (db *DB) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	st, err := db.readStmt(ctx, q)
 	if err != nil {
 		return nil, err
