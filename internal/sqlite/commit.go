@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Group commit. SQLite has one writer and every acknowledged write must be
@@ -16,6 +18,17 @@ import (
 
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 256
+
+// Checkpoints. A background goroutine (checkpointLoop) copies the WAL back
+// into the database file beside the writer, so the writer never stalls for
+// the bulk of it. But a WAL only starts over when a checkpoint has copied
+// every frame before the next write begins, which a copy racing a busy
+// writer never does; so once the WAL is past walRestartFrames, the committer
+// runs the last, short copy itself between two batches.
+const (
+	checkpointInterval = 200 * time.Millisecond
+	walRestartFrames   = 4000
+)
 
 var errClosed = errors.New("sqlite store is closed")
 
@@ -33,18 +46,44 @@ type committer struct {
 	stmts map[string]*sql.Stmt // owned by the loop goroutine
 	after []func()             // what the batch's successful writes do once committed
 	once  sync.Once
+
+	restartWAL  atomic.Bool // set by checkpointLoop: the committer should finish a checkpoint
+	checkpoints sync.WaitGroup
 }
 
 func newCommitter(db *sql.DB) *committer {
 	c := &committer{db: db, ops: make(chan writeOp, maxBatch), quit: make(chan struct{}), ended: make(chan struct{}),
 		stmts: map[string]*sql.Stmt{}}
 	go c.loop()
+	c.checkpoints.Add(1)
+	go c.checkpointLoop()
 	return c
+}
+
+// checkpointLoop copies the WAL into the database file until the committer
+// stops, and asks the committer to finish a copy once the WAL is long.
+func (c *committer) checkpointLoop() {
+	defer c.checkpoints.Done()
+	tick := time.NewTicker(checkpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+		var busy, frames, copied int
+		// A failure (busy, closing) only postpones the copy to the next tick.
+		if err := c.db.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err == nil && frames > walRestartFrames {
+			c.restartWAL.Store(true)
+		}
+	}
 }
 
 func (c *committer) stop() {
 	c.once.Do(func() { close(c.quit) })
 	<-c.ended
+	c.checkpoints.Wait()
 }
 
 // inTx runs fn in a write transaction and returns once its effects are
@@ -106,6 +145,11 @@ func (c *committer) loop() {
 			} else {
 				op.done <- results[i]
 			}
+		}
+		if c.restartWAL.Load() {
+			// A failure (the store closing) only postpones the copy.
+			c.db.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			c.restartWAL.Store(false)
 		}
 	}
 }

@@ -51,29 +51,7 @@ type DB struct {
 	cache      *transferCache
 	lock       *os.File // held while the cache is on
 
-	stopCheckpoints, checkpointsDone chan struct{}
 }
-
-// checkpointInterval is how often the WAL is copied back into the database
-// file. A passive checkpoint waits for no one and no one waits for it.
-const checkpointInterval = 250 * time.Millisecond
-
-func (db *DB) checkpointLoop() {
-	defer close(db.checkpointsDone)
-	tick := time.NewTicker(checkpointInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-db.stopCheckpoints:
-			return
-		case <-tick.C:
-			// A failure (busy, closing) only postpones the copy to the next tick.
-			db.write.Exec("PRAGMA wal_checkpoint(PASSIVE)")
-		}
-	}
-}
-
-var _ switchback.Store = (*DB)(nil)
 
 // Open opens (creating if needed) the SQLite database at path and applies
 // any pending migrations.
@@ -92,8 +70,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		pragmas.Add("_pragma", p)
 	}
-	// Checkpoints run beside the writer (checkpointLoop) rather than inside
-	// one of its commits, where they would stall every write queued behind it.
+	// Checkpoints are the committer's (commit.go), not SQLite's inside
+	// whichever commit crosses a threshold.
 	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate"
 	write, err := sql.Open("sqlite", writeDSN)
 	if err != nil {
@@ -122,9 +100,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		db.cache = newTransferCache(cacheSize)
 	}
 	db.committer = newCommitter(write)
-	db.stopCheckpoints = make(chan struct{})
-	db.checkpointsDone = make(chan struct{})
-	go db.checkpointLoop()
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -135,8 +110,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 // Close closes both connection pools.
 func (db *DB) Close() error {
 	db.committer.stop()
-	close(db.stopCheckpoints)
-	<-db.checkpointsDone
 	err := errors.Join(db.read.Close(), db.write.Close())
 	unlock(db.lock)
 	return err
