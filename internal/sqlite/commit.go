@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"github.com/switchback/switchback"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,10 +12,16 @@ import (
 
 // Group commit. SQLite has one writer and every acknowledged write must be
 // synced to disk, so writes are queued to one goroutine that runs all the
-// writes waiting at that moment in a single transaction, each inside its own
-// savepoint, and syncs once for all of them. A write that fails rolls back
-// to its savepoint without touching the others; nobody hears of success
-// before the commit that made it durable.
+// writes waiting at that moment in a single transaction and syncs once for
+// all of them. Nobody hears of success before the commit that made it
+// durable.
+//
+// The contract that keeps a batch cheap: a write function returns a domain
+// error (*switchback.Error, a refusal such as "not found" or "pool
+// exhausted") only before it has changed anything, so the batch commits
+// around it. Any other error (the disk, a bug) rolls the whole batch back,
+// and each of its writes is then run again in a transaction of its own, so
+// only the one that fails fails.
 
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 256
@@ -155,45 +162,55 @@ func (c *committer) loop() {
 }
 
 // run executes a batch in one transaction; results gets each op's own
-// outcome, and the returned error is the commit's, which fails them all.
+// outcome, and the returned error is one that failed them all.
 func (c *committer) run(batch []writeOp, results []error) error {
+	err := c.runTogether(batch, results)
+	if err == nil || len(batch) == 1 || !errors.As(err, new(*batchError)) {
+		return unwrapBatch(err)
+	}
+	// One write failed in a way that undid the batch: run each alone.
+	for i := range batch {
+		if err := c.runTogether(batch[i:i+1], results[i:i+1]); err != nil {
+			results[i] = unwrapBatch(err)
+		}
+	}
+	return nil
+}
+
+// batchError marks an op's own failure that rolled back its whole batch.
+type batchError struct{ err error }
+
+func (e *batchError) Error() string { return e.err.Error() }
+
+func unwrapBatch(err error) error {
+	var b *batchError
+	if errors.As(err, &b) {
+		return b.err
+	}
+	return err
+}
+
+// runTogether runs ops in one transaction and commits it.
+func (c *committer) runTogether(batch []writeOp, results []error) error {
 	c.after = c.after[:0]
 	tx, err := c.db.Begin()
 	if err != nil {
 		return err
 	}
-	single := len(batch) == 1
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
 		w := &wtx{tx: tx, c: c}
-		if single {
-			results[i] = op.fn(w)
-			if results[i] != nil {
-				tx.Rollback()
-				return results[i]
-			}
-			c.after = append(c.after, w.after...)
-			continue
-		}
-		if _, err := w.exec(op.ctx, "SAVEPOINT op"); err != nil {
-			tx.Rollback()
-			return err
-		}
 		results[i] = op.fn(w)
-		if results[i] != nil {
-			if _, err := w.exec(op.ctx, "ROLLBACK TO op"); err != nil {
-				tx.Rollback()
-				return err
-			}
-		} else {
+		var refusal *switchback.Error
+		switch {
+		case results[i] == nil:
 			c.after = append(c.after, w.after...)
-		}
-		if _, err := w.exec(op.ctx, "RELEASE op"); err != nil {
+		case !errors.As(results[i], &refusal):
 			tx.Rollback()
-			return err
+			return &batchError{results[i]}
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -38,6 +38,7 @@ func (db *DB) AddNumbers(ctx context.Context, numbers []switchback.Number) (int,
 // RemoveNumbers implements switchback.Store.
 func (db *DB) RemoveNumbers(ctx context.Context, e164s []string) error {
 	err := db.inTx(ctx, func(tx *wtx) error {
+		// Every refusal comes before the first delete (see inTx).
 		for _, n := range e164s {
 			var leased sql.NullString
 			err := tx.queryRow(ctx, `SELECT leased_transfer FROM numbers WHERE e164 = ?`, n).Scan(&leased)
@@ -49,6 +50,8 @@ func (db *DB) RemoveNumbers(ctx context.Context, e164s []string) error {
 			if leased.Valid {
 				return switchback.Errorf(switchback.ECONFLICT, "number %s is leased to call transfer %q; remove it once the lease ends", n, leased.String)
 			}
+		}
+		for _, n := range e164s {
 			if _, err := tx.exec(ctx, `DELETE FROM numbers WHERE e164 = ?`, n); err != nil {
 				return err
 			}
