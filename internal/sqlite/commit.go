@@ -33,7 +33,7 @@ const maxBatch = 256
 // writer never does; so once the WAL is past walRestartFrames, the committer
 // runs the last, short copy itself between two batches.
 const (
-	checkpointInterval = 200 * time.Millisecond
+	checkpointInterval = 100 * time.Millisecond
 	walRestartFrames   = 4000
 )
 
