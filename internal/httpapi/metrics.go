@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ type metrics struct {
 	gatherer prometheus.Gatherer
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	series   sync.Map // routeStatus -> *series
 }
 
 func newMetrics(reg *prometheus.Registry, store switchback.Store, clock switchback.Clock) *metrics {
@@ -35,8 +37,28 @@ func newMetrics(reg *prometheus.Registry, store switchback.Store, clock switchba
 }
 
 func (m *metrics) observe(route string, status int, elapsed time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+	k := routeStatus{route, status}
+	s, ok := m.series.Load(k)
+	if !ok {
+		s, _ = m.series.LoadOrStore(k, &series{
+			requests: m.requests.WithLabelValues(route, strconv.Itoa(status)),
+			latency:  m.latency.WithLabelValues(route),
+		})
+	}
+	s.(*series).requests.Inc()
+	s.(*series).latency.Observe(elapsed.Seconds())
+}
+
+// series are one route and status's metrics, looked up once rather than by
+// label hashing on every request.
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+type routeStatus struct {
+	route  string
+	status int
 }
 
 var (

@@ -84,6 +84,13 @@ func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Ha
 			}
 			elapsed := time.Since(start)
 			m.observe(route, rec.status, elapsed)
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelWarn
+			}
+			if !log.Enabled(r.Context(), level) {
+				return
+			}
 			attrs := []any{"request_id", id, "method", r.Method, "route", route, "status", rec.status,
 				"duration_ms", float64(elapsed.Microseconds()) / 1000}
 			if info.tenant != "" {
@@ -91,10 +98,6 @@ func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Ha
 			}
 			if info.transfer != "" {
 				attrs = append(attrs, "transfer", info.transfer)
-			}
-			level := slog.LevelInfo
-			if rec.status >= 500 {
-				level = slog.LevelWarn
 			}
 			log.Log(r.Context(), level, "http request", attrs...)
 		}()

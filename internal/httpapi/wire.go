@@ -3,12 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -322,16 +324,42 @@ func checkText(field, s string) error {
 
 // requestHash identifies what a create request asked for, after
 // normalisation (either spelling of returnURI, country case), so the same
-// request sent again is recognised as a retry.
+// request sent again is recognised as a retry. Every field goes in with its
+// length, so no two requests hash alike by shifting bytes between fields.
 func requestHash(t *switchback.Transfer) string {
-	canonical := struct {
-		ID, Conv string
-		Type     switchback.Type
-		Phone    *switchback.PhoneNumber
-		SIP      *switchback.SIP
-		Input    *switchback.InputContext
-	}{t.ID, t.ExternalConversationID, t.Type, t.PhoneNumber, t.SIP, t.InputContext}
-	b, _ := json.Marshal(canonical)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		io.WriteString(h, s)
+	}
+	put(t.ID)
+	put(t.ExternalConversationID)
+	put(string(t.Type))
+	if p := t.PhoneNumber; p != nil {
+		put("phone")
+		put(p.Country)
+	}
+	if s := t.SIP; s != nil {
+		put("sip")
+		put(s.ReturnURI)
+		put(string(s.ReturnTransferType))
+		put(s.ReturnAuthUsername)
+		put(s.ReturnAuthPassword)
+	}
+	if ic := t.InputContext; ic != nil {
+		put("input")
+		put(ic.TaskName)
+		keys := make([]string, 0, len(ic.InputVariables))
+		for k := range ic.InputVariables {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			put(k)
+			put(ic.InputVariables[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
