@@ -15,7 +15,7 @@
 # The load generator and the servers are not pinned: they share all the
 # machine's cores, the same way for every server.
 #
-#   BENCH_ROUNDS        saturation rounds (default 3)
+#   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
 #   BENCH_WARMUP        unmeasured load before it (default 1s)
 #   BENCH_HALF_DURATION measured time of a half-load run (default 5s)
@@ -34,7 +34,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 sat_duration=${BENCH_SAT_DURATION:-3s}
 warmup=${BENCH_WARMUP:-1s}
 half_duration=${BENCH_HALF_DURATION:-5s}
