@@ -75,7 +75,11 @@ var listening = regexp.MustCompile(`Switchback API on (http://\S+)`)
 func startServer(t *testing.T, dir, cfg string) *server {
 	t.Helper()
 	s := &server{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binary, "serve", "--config", cfg)
+	args := []string{"serve"}
+	if cfg != "" {
+		args = append(args, "--config", cfg)
+	}
+	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0")
 	pr, pw := io.Pipe()
@@ -115,6 +119,20 @@ func startServer(t *testing.T, dir, cfg string) *server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startFailing runs `switchback serve` in dir on the defaults, expects it to
+// exit with an error, and returns what it said.
+func startFailing(t *testing.T, dir string) string {
+	t.Helper()
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started where it should have refused:\n%s", out)
+	}
+	return string(out)
 }
 
 // kill stops the server with SIGKILL: no shutdown code runs.

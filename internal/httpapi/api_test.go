@@ -478,3 +478,25 @@ func TestExpiryWithin100ms(t *testing.T) {
 		t.Fatalf("number after expiry: %+v", sums)
 	}
 }
+
+func TestMetricsCountRequestsTransfersAndPool(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.do("POST", transfersPath, phoneBody("p-1", "US"))
+	h.do("GET", transfersPath+"/nope", "")
+	r := h.do("GET", "/metrics", "")
+	body := string(r.Body)
+	for _, want := range []string{
+		`switchback_http_requests_total{route="POST /generativeagent/v1/call-transfers",status="200"} 1`,
+		`switchback_http_requests_total{route="GET /generativeagent/v1/call-transfers/{id}",status="404"} 1`,
+		`switchback_http_request_duration_seconds_count{route="POST /generativeagent/v1/call-transfers"} 1`,
+		`switchback_transfers{status="ACTIVE"} 1`,
+		`switchback_pool_numbers{country="US",state="leased"} 1`,
+		`switchback_pool_numbers{country="US",state="free"} 1`,
+		`switchback_pool_numbers{country="US",state="size"} 2`,
+		`switchback_store_up 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
