@@ -19,6 +19,7 @@ type Config struct {
 	Store   Store    `yaml:"store"`
 	Pool    Pool     `yaml:"pool"`
 	Expiry  Expiry   `yaml:"expiry"`
+	SIP     SIP      `yaml:"sip"`
 	Tenants []Tenant `yaml:"tenants"`
 	Log     Log      `yaml:"log"`
 }
@@ -55,14 +56,111 @@ type Expiry struct {
 	SweepInterval Duration `yaml:"sweepInterval"` // default DefaultSweepInterval
 }
 
+// SIP configures the SIP edge: where calls arrive, how their senders are
+// authenticated and the RTP ports their media uses.
+type SIP struct {
+	Listen          string    `yaml:"listen"`          // host:port for UDP and TCP; default DefaultSIPListen
+	TLS             SIPTLS    `yaml:"tls"`             // off by default
+	ExternalAddress string    `yaml:"externalAddress"` // IP or host name put in Contact and SDP; "" = the listen host
+	Realm           string    `yaml:"realm"`           // digest realm; default DefaultSIPRealm
+	RTPPorts        PortRange `yaml:"rtpPorts"`        // default DefaultRTPPortMin to DefaultRTPPortMax
+	RTPTimeout      Duration  `yaml:"rtpTimeout"`      // no RTP for this long ends a call as a caller disconnect; default DefaultRTPTimeout
+	SessionExpires  Duration  `yaml:"sessionExpires"`  // RFC 4028 interval asked for; at least MinSessionExpires; default DefaultSessionExpires
+	NonceTTL        Duration  `yaml:"nonceTTL"`        // digest nonce lifetime; default DefaultNonceTTL
+	Trunks          []Trunk   `yaml:"trunks"`          // default: one trunk, "local", allowing the loopback addresses
+}
+
+// SIPTLS configures SIP over TLS. It is off unless Listen is set.
+type SIPTLS struct {
+	Listen   string `yaml:"listen"`   // host:port; "" (default) = off
+	CertFile string `yaml:"certFile"` // PEM certificate chain; required with Listen
+	KeyFile  string `yaml:"keyFile"`  // PEM private key; required with Listen
+}
+
+// PortRange is the ports from Min to Max, both included.
+type PortRange struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+}
+
+// Trunk is a carrier delivering PSTN calls to leased numbers. A call is
+// accepted from a trunk when its source address is allowed and, if the trunk
+// lists users, it answers a digest challenge as one of them: when both Allow
+// and Users are set, both must pass.
+type Trunk struct {
+	Name  string    `yaml:"name"`            // required, unique; names the trunk in logs and metrics
+	Allow []string  `yaml:"allow,omitempty"` // source IP addresses or CIDRs
+	Users []SIPUser `yaml:"users,omitempty"` // digest credentials
+}
+
+// SIPUser is one set of digest credentials.
+type SIPUser struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
 // Tenant is one customer of the gateway, with its own transfers and limits.
 type Tenant struct {
-	ID                        string    `yaml:"id"`
-	Name                      string    `yaml:"name"`
-	PhoneNumberTTL            Duration  `yaml:"phoneNumberTTL"`            // default DefaultPhoneNumberTTL
-	SIPTTL                    Duration  `yaml:"sipTTL"`                    // default DefaultSIPTTL
-	DefaultReturnTransferType string    `yaml:"defaultReturnTransferType"` // BYE (default) | REFER | INVITE
-	RateLimit                 RateLimit `yaml:"rateLimit"`
+	ID                        string        `yaml:"id"`
+	Name                      string        `yaml:"name"`
+	PhoneNumberTTL            Duration      `yaml:"phoneNumberTTL"`            // default DefaultPhoneNumberTTL
+	SIPTTL                    Duration      `yaml:"sipTTL"`                    // default DefaultSIPTTL
+	DefaultReturnTransferType string        `yaml:"defaultReturnTransferType"` // BYE (default) | REFER | INVITE
+	RateLimit                 RateLimit     `yaml:"rateLimit"`
+	SIP                       TenantSIP     `yaml:"sip"`
+	Agents                    []AgentConfig `yaml:"agents,omitempty"` // at least one
+}
+
+// TenantSIP is how a tenant's system sends SIP transfers: INVITEs to the
+// tenant's static URI sip:USER@host, authenticated by source address, digest
+// credentials or both (when both are set, both must pass).
+type TenantSIP struct {
+	User     string    `yaml:"user"`            // the URI's user part; default the tenant id
+	Allow    []string  `yaml:"allow,omitempty"` // source IP addresses or CIDRs
+	Users    []SIPUser `yaml:"users,omitempty"` // digest credentials
+	MaxCalls int       `yaml:"maxCalls"`        // concurrent calls; default DefaultMaxCalls
+}
+
+// AgentConfig says which agent answers a tenant's calls for one task.
+type AgentConfig struct {
+	Task string `yaml:"task"` // the inputContext.taskName it serves; "" = every task without an agent of its own
+	Menu *Menu  `yaml:"menu"` // the built-in menu agent, the only kind for now; required
+}
+
+// Menu is the built-in menu agent: it plays Greeting, gathers each Collect
+// into a variable, then plays ChoicePrompt and waits for a choice, and hands
+// the call back with the chosen Outcome, or Default.
+//
+// In a file, a menu left without a digitTimeout key gets DefaultDigitTimeout
+// and a collect without a terminator key gets DefaultTerminator, while an
+// explicit 0 or "" is kept: 0 means "do not wait" and "" means "no
+// terminator". Load presets these two before decoding a menu rather than
+// defaulting zero values afterwards, since their zero values are settings of
+// their own. A Menu built in Go gets exactly what it is given.
+type Menu struct {
+	Greeting     string             `yaml:"greeting,omitempty"`     // a WAV file, BuiltinChime, or "" for none
+	Collect      []Collect          `yaml:"collect,omitempty"`      // gathered in order after the greeting
+	Choices      map[string]Outcome `yaml:"choices,omitempty"`      // keyed by 1 to 8 DTMF digits (0-9 * # A-D)
+	ChoicePrompt string             `yaml:"choicePrompt,omitempty"` // a WAV file, BuiltinChime, or "" for none
+	DigitTimeout Duration           `yaml:"digitTimeout"`           // the wait for each digit; 0 = do not wait
+	Default      Outcome            `yaml:"default"`                // when no valid choice comes in time, or there are no choices
+}
+
+// Collect gathers the caller's digits into a variable.
+type Collect struct {
+	Name       string `yaml:"name"`             // the variable's name; required, unique in the menu
+	Prompt     string `yaml:"prompt,omitempty"` // a WAV file, BuiltinChime, or "" for none
+	MaxDigits  int    `yaml:"maxDigits"`        // stop after this many; default DefaultMaxDigits
+	Terminator string `yaml:"terminator"`       // a digit that ends input early and is not kept; "" = none
+}
+
+// Outcome is how a menu hands the call back: the output context it leaves.
+type Outcome struct {
+	TransferType       string            `yaml:"transferType"`                 // AGENT or SYSTEM; required
+	TaskName           string            `yaml:"taskName,omitempty"`           // outputContext.currentTaskName; "" = the input's taskName
+	ReferenceVariables []string          `yaml:"referenceVariables,omitempty"` // input or collected variables copied into referenceVariables
+	TransferVariables  []string          `yaml:"transferVariables,omitempty"`  // input or collected variables copied into transferVariables
+	Set                map[string]string `yaml:"set,omitempty"`                // fixed transferVariables added
 }
 
 // RateLimit is a tenant's token bucket for API requests.
@@ -101,7 +199,35 @@ const (
 	DefaultBurst              = 400
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
+
+	// A file's menus and collects get DefaultDigitTimeout and
+	// DefaultTerminator when they leave the key out (see Menu).
+	DefaultSIPListen      = "127.0.0.1:5060"
+	DefaultSIPRealm       = "switchback"
+	DefaultRTPPortMin     = 20000
+	DefaultRTPPortMax     = 20999
+	DefaultRTPTimeout     = 30 * time.Second
+	DefaultSessionExpires = 1800 * time.Second
+	DefaultNonceTTL       = 30 * time.Second
+	DefaultMaxCalls       = 100
+	DefaultDigitTimeout   = 5 * time.Second
+	DefaultMaxDigits      = 16
+	DefaultTerminator     = "#"
 )
+
+// MinSessionExpires is the smallest sip.sessionExpires accepted: RFC 4028
+// section 4 forbids a Min-SE below 90 seconds.
+const MinSessionExpires = 90 * time.Second
+
+// BuiltinChime names the built-in tone where a menu takes a WAV file.
+const BuiltinChime = "builtin:chime"
+
+// builtinPrefix begins the name of every built-in sound.
+const builtinPrefix = "builtin:"
+
+// loopback is the IPv4 and IPv6 loopback networks: the default trunk and the
+// demo tenant accept calls from the local host only.
+func loopback() []string { return []string{"127.0.0.0/8", "::1/128"} }
 
 // The demo pool: numbers reserved for fiction (NANPA's 555-0100 to 0199 and
 // Ofcom's London drama range), so a demo can never ring a real subscriber.
@@ -112,7 +238,9 @@ const (
 
 // Default is the configuration of `switchback serve` run with no file and no
 // environment: an SQLite file in the working directory, the API on
-// 127.0.0.1:8080, one demo tenant and a demo pool shared by all tenants.
+// 127.0.0.1:8080, SIP on 127.0.0.1:5060 with one trunk ("local") accepting
+// calls from the loopback addresses, one demo tenant and a demo pool shared
+// by all tenants.
 func Default() Config {
 	return Config{
 		API: API{
@@ -128,10 +256,107 @@ func Default() Config {
 				{Country: "GB", Numbers: []string{demoGBNumbers}},
 			},
 		},
-		Expiry:  Expiry{SweepInterval: Duration(DefaultSweepInterval)},
-		Tenants: []Tenant{Tenant{ID: DefaultTenantID, Name: DefaultTenantName}.withDefaults()},
+		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval)},
+		SIP: SIP{
+			Listen:         DefaultSIPListen,
+			Realm:          DefaultSIPRealm,
+			RTPPorts:       PortRange{Min: DefaultRTPPortMin, Max: DefaultRTPPortMax},
+			RTPTimeout:     Duration(DefaultRTPTimeout),
+			SessionExpires: Duration(DefaultSessionExpires),
+			NonceTTL:       Duration(DefaultNonceTTL),
+			Trunks:         []Trunk{{Name: "local", Allow: loopback()}},
+		},
+		Tenants: []Tenant{demoTenant()},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
+}
+
+// demoTenant is the tenant of Default: SIP transfers from the local host, and
+// three menus. The one for any task offers an agent (1) or self-service (2);
+// the one for task "account" collects a 4-digit PIN first; the one for task
+// "instant" plays nothing, waits for nothing and hands the call back at once,
+// for benchmarks and load tests.
+func demoTenant() Tenant {
+	return Tenant{
+		ID:   DefaultTenantID,
+		Name: DefaultTenantName,
+		SIP:  TenantSIP{User: DefaultTenantID, Allow: loopback()},
+		Agents: []AgentConfig{
+			{Menu: &Menu{
+				Greeting: BuiltinChime,
+				Choices: map[string]Outcome{
+					"1": {
+						TransferType:       string(switchback.TransferAgent),
+						TaskName:           "agent_escalation",
+						ReferenceVariables: []string{"accountNumber"},
+						Set:                map[string]string{"reason": "caller asked for an agent"},
+					},
+					"2": {
+						TransferType:       string(switchback.TransferSystem),
+						TaskName:           "self_service_complete",
+						ReferenceVariables: []string{"accountNumber"},
+						Set:                map[string]string{"next_action": "close"},
+					},
+				},
+				DigitTimeout: Duration(DefaultDigitTimeout),
+				Default: Outcome{
+					TransferType: string(switchback.TransferSystem),
+					TaskName:     "no_input",
+					Set:          map[string]string{"next_action": "retry_ivr"},
+				},
+			}},
+			{Task: "account", Menu: &Menu{
+				Greeting: BuiltinChime,
+				Collect:  []Collect{{Name: "pin", MaxDigits: 4, Terminator: DefaultTerminator}},
+				Choices: map[string]Outcome{
+					"1": {
+						TransferType:       string(switchback.TransferAgent),
+						TaskName:           "account_agent",
+						ReferenceVariables: []string{"accountNumber", "pin"},
+					},
+				},
+				DigitTimeout: Duration(DefaultDigitTimeout),
+				Default: Outcome{
+					TransferType:      string(switchback.TransferSystem),
+					TaskName:          "account_done",
+					TransferVariables: []string{"pin"},
+				},
+			}},
+			{Task: "instant", Menu: &Menu{
+				DigitTimeout: 0, // no greeting, no choices, no wait
+				Default:      Outcome{TransferType: string(switchback.TransferSystem), TaskName: "instant"},
+			}},
+		},
+	}.withDefaults()
+}
+
+// withDefaults fills s's zero fields with the defaults. The file decodes over
+// Default, so a field left out already has its default; this restores the
+// default of one set to zero. Trunks is a list: the file's replaces the
+// default one, and an empty list means no trunk.
+func (s SIP) withDefaults() SIP {
+	if s.Listen == "" {
+		s.Listen = DefaultSIPListen
+	}
+	if s.Realm == "" {
+		s.Realm = DefaultSIPRealm
+	}
+	if s.RTPPorts.Min == 0 {
+		s.RTPPorts.Min = DefaultRTPPortMin
+	}
+	if s.RTPPorts.Max == 0 {
+		s.RTPPorts.Max = DefaultRTPPortMax
+	}
+	if s.RTPTimeout == 0 {
+		s.RTPTimeout = Duration(DefaultRTPTimeout)
+	}
+	if s.SessionExpires == 0 {
+		s.SessionExpires = Duration(DefaultSessionExpires)
+	}
+	if s.NonceTTL == 0 {
+		s.NonceTTL = Duration(DefaultNonceTTL)
+	}
+	return s
 }
 
 // withDefaults fills t's zero fields with the defaults. The file's tenants
@@ -153,6 +378,34 @@ func (t Tenant) withDefaults() Tenant {
 	if t.RateLimit.Burst == 0 {
 		t.RateLimit.Burst = DefaultBurst
 	}
+	if t.SIP.User == "" {
+		t.SIP.User = t.ID
+	}
+	if t.SIP.MaxCalls == 0 {
+		t.SIP.MaxCalls = DefaultMaxCalls
+	}
+	// Copied before they are changed: t shares its lists with the caller's.
+	// A menu's DigitTimeout and a collect's Terminator are not defaulted
+	// here: their zero values mean something (see Menu).
+	if t.Agents != nil {
+		agents := make([]AgentConfig, len(t.Agents))
+		for i, a := range t.Agents {
+			if a.Menu != nil {
+				m := *a.Menu
+				if m.Collect != nil {
+					m.Collect = append([]Collect(nil), m.Collect...)
+					for j := range m.Collect {
+						if m.Collect[j].MaxDigits == 0 {
+							m.Collect[j].MaxDigits = DefaultMaxDigits
+						}
+					}
+				}
+				a.Menu = &m
+			}
+			agents[i] = a
+		}
+		t.Agents = agents
+	}
 	return t
 }
 
@@ -164,6 +417,34 @@ func (c Config) Tenant(id string) (Tenant, bool) {
 		}
 	}
 	return Tenant{}, false
+}
+
+// TenantBySIPUser returns the tenant whose sip.user is user, the user part of
+// the Request-URI of a SIP transfer's INVITE. User parts compare
+// case-sensitively (RFC 3261 section 19.1.4).
+func (c Config) TenantBySIPUser(user string) (Tenant, bool) {
+	for _, t := range c.Tenants {
+		if t.SIP.User == user {
+			return t, true
+		}
+	}
+	return Tenant{}, false
+}
+
+// Agent returns the agent that answers t's calls for task: the one
+// configured for exactly that task, else the one for any task (task "").
+func (t Tenant) Agent(task string) (AgentConfig, bool) {
+	var fallback AgentConfig
+	found := false
+	for _, a := range t.Agents {
+		if a.Task == task {
+			return a, true
+		}
+		if a.Task == "" && !found {
+			fallback, found = a, true
+		}
+	}
+	return fallback, found
 }
 
 // PoolNumbers expands every block of the pool into its numbers, in the order

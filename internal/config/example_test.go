@@ -23,6 +23,19 @@ func TestExample(t *testing.T) {
 			},
 		},
 		Expiry: Expiry{SweepInterval: Duration(time.Second)},
+		SIP: SIP{
+			Listen:         "127.0.0.1:5060",
+			Realm:          "switchback",
+			RTPPorts:       PortRange{Min: 20000, Max: 20999},
+			RTPTimeout:     Duration(30 * time.Second),
+			SessionExpires: Duration(1800 * time.Second),
+			NonceTTL:       Duration(30 * time.Second),
+			Trunks: []Trunk{{
+				Name:  "carrier",
+				Allow: []string{"192.0.2.0/24", "2001:db8::10"},
+				Users: []SIPUser{{Username: "carrier", Password: "change-me"}},
+			}},
+		},
 		Tenants: []Tenant{
 			{
 				ID:                        "acme",
@@ -31,6 +44,28 @@ func TestExample(t *testing.T) {
 				SIPTTL:                    Duration(60 * time.Second),
 				DefaultReturnTransferType: "BYE",
 				RateLimit:                 RateLimit{RequestsPerSecond: 200, Burst: 400},
+				SIP: TenantSIP{
+					User:     "acme",
+					Allow:    []string{"198.51.100.0/24"},
+					Users:    []SIPUser{{Username: "acme-ivr", Password: "change-me"}},
+					MaxCalls: 100,
+				},
+				Agents: []AgentConfig{{Task: "billing", Menu: &Menu{
+					Greeting: "builtin:chime",
+					Collect:  []Collect{{Name: "account", Prompt: "", MaxDigits: 16, Terminator: "#"}},
+					Choices: map[string]Outcome{
+						"1": {
+							TransferType:       "AGENT",
+							TaskName:           "billing_agent",
+							ReferenceVariables: []string{"accountNumber", "account"},
+							TransferVariables:  []string{"account"},
+							Set:                map[string]string{"reason": "caller asked for an agent"},
+						},
+						"*": {TransferType: "SYSTEM", TaskName: "main_menu"},
+					},
+					DigitTimeout: Duration(5 * time.Second),
+					Default:      Outcome{TransferType: "SYSTEM", TaskName: "billing_done", TransferVariables: []string{"account"}},
+				}}},
 			},
 			{
 				ID:                        "globex",
@@ -39,6 +74,8 @@ func TestExample(t *testing.T) {
 				SIPTTL:                    Duration(2 * time.Minute),
 				DefaultReturnTransferType: "REFER",
 				RateLimit:                 RateLimit{RequestsPerSecond: 200, Burst: 400},
+				SIP:                       TenantSIP{User: "globex", Allow: []string{"203.0.113.7"}, MaxCalls: 100},
+				Agents:                    []AgentConfig{{Menu: &Menu{Default: Outcome{TransferType: "SYSTEM"}}}},
 			},
 		},
 		Log: Log{Level: "info", Format: "json"},
@@ -49,14 +86,22 @@ func TestExample(t *testing.T) {
 
 	// The example shows the defaults of everything outside the lists.
 	d := Default()
+	gotSIP, dSIP := got.SIP, d.SIP
+	gotSIP.Trunks, dSIP.Trunks = nil, nil
 	if got.API != d.API || got.Store != d.Store || got.Pool.Quarantine != d.Pool.Quarantine ||
-		got.Expiry != d.Expiry || got.Log != d.Log {
+		got.Expiry != d.Expiry || !reflect.DeepEqual(gotSIP, dSIP) || got.Log != d.Log {
 		t.Errorf("the example's scalars differ from Default()")
 	}
 	for _, tn := range got.Tenants[:1] {
 		if tn.PhoneNumberTTL != d.Tenants[0].PhoneNumberTTL || tn.SIPTTL != d.Tenants[0].SIPTTL ||
-			tn.DefaultReturnTransferType != d.Tenants[0].DefaultReturnTransferType || tn.RateLimit != d.Tenants[0].RateLimit {
+			tn.DefaultReturnTransferType != d.Tenants[0].DefaultReturnTransferType || tn.RateLimit != d.Tenants[0].RateLimit ||
+			tn.SIP.User != tn.ID || tn.SIP.MaxCalls != DefaultMaxCalls {
 			t.Errorf("the example's first tenant does not show the tenant defaults: %+v", tn)
+		}
+		m := tn.Agents[0].Menu
+		if m.DigitTimeout != Duration(DefaultDigitTimeout) || m.Collect[0].MaxDigits != DefaultMaxDigits ||
+			m.Collect[0].Terminator != DefaultTerminator {
+			t.Errorf("the example's first menu does not show the menu defaults: %+v", m)
 		}
 	}
 }
@@ -76,7 +121,7 @@ func TestExampleDocumentsEverything(t *testing.T) {
 			}
 			out = append(out, key)
 			ft := f.Type
-			if ft.Kind() == reflect.Slice {
+			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map || ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct {

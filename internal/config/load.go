@@ -24,9 +24,12 @@ const envPrefix = "SWITCHBACK"
 // checked with Validate.
 //
 // In the file, a field left out keeps its default, a list replaces the
-// default list entirely (listing tenants drops the demo tenant), and a
-// tenant's fields left out or zero take the tenant defaults. An unknown key is
-// an error naming it and its line. store.dsn defaults to DefaultSQLiteDSN
+// default list entirely (listing tenants drops the demo tenant, listing
+// sip.trunks the local trunk), and a tenant's fields left out or zero take
+// the tenant defaults, as do sip's scalars set to zero. A menu's digitTimeout
+// and a collect's terminator are the exceptions: left out they take their
+// defaults, but 0 and "" are kept (see Menu). An unknown key is an error
+// naming it and its line. store.dsn defaults to DefaultSQLiteDSN
 // only when the driver is sqlite: postgres needs one given.
 //
 // getenv (os.Getenv, or a map in tests; nil reads nothing) is asked for
@@ -55,6 +58,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if cfg.Store.Driver == DriverSQLite && cfg.Store.DSN == "" {
 		cfg.Store.DSN = DefaultSQLiteDSN
 	}
+	cfg.SIP = cfg.SIP.withDefaults()
 	for i := range cfg.Tenants {
 		cfg.Tenants[i] = cfg.Tenants[i].withDefaults()
 	}
@@ -119,6 +123,51 @@ func decodeYAML(name string, data []byte, cfg *Config) error {
 	return nil
 }
 
+// UnmarshalYAML decodes a menu whose digitTimeout defaults to
+// DefaultDigitTimeout only when the key is left out: an explicit 0 means "do
+// not wait".
+func (m *Menu) UnmarshalYAML(n *yaml.Node) error {
+	type fields Menu // without this method, so it decodes field by field
+	v := fields{DigitTimeout: Duration(DefaultDigitTimeout)}
+	err := decodeFields(n, &v, "a menu")
+	*m = Menu(v)
+	return err
+}
+
+// UnmarshalYAML decodes a collect whose terminator defaults to
+// DefaultTerminator only when the key is left out: an explicit "" means no
+// terminator.
+func (c *Collect) UnmarshalYAML(n *yaml.Node) error {
+	type fields Collect // without this method, so it decodes field by field
+	v := fields{Terminator: DefaultTerminator}
+	err := decodeFields(n, &v, "a collect")
+	*c = Collect(v)
+	return err
+}
+
+func (*Menu) presetsDefaults()    {}
+func (*Collect) presetsDefaults() {}
+
+// presetter is a struct whose UnmarshalYAML only presets some fields before
+// decoding the mapping field by field. That decoding does not refuse unknown
+// keys, so unknownKeys checks them as it does any struct's.
+type presetter interface{ presetsDefaults() }
+
+var presetterType = reflect.TypeFor[presetter]()
+
+// decodeFields decodes mapping n into v, which holds the presets. It returns
+// a *yaml.TypeError, as yaml.v3 expects of an UnmarshalYAML that lets the
+// decoder go on with the rest of the file.
+func decodeFields(n *yaml.Node, v any, what string) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s must be a mapping of its fields", n.Line, what)}}
+	}
+	return n.Decode(v)
+}
+
 // lineProblem is a mistake found on one line of the file.
 type lineProblem struct {
 	line int
@@ -164,22 +213,28 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []lineProblem {
 		for i, item := range n.Content {
 			problems = append(problems, unknownKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
 		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, value := n.Content[i], n.Content[i+1]
+			if key.ShortTag() == "!!merge" {
+				problems = append(problems, mergedKeys(value, t, path)...)
+				continue
+			}
+			problems = append(problems, unknownKeys(value, t.Elem(), fmt.Sprintf("%s[%q]", path, key.Value))...)
+		}
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode || reflect.PointerTo(t).Implements(yamlUnmarshaler) {
+		pt := reflect.PointerTo(t)
+		if n.Kind != yaml.MappingNode || (pt.Implements(yamlUnmarshaler) && !pt.Implements(presetterType)) {
 			return nil
 		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, value := n.Content[i], n.Content[i+1]
 			if key.ShortTag() == "!!merge" {
-				// "<<: *anchor" (or a list of anchors) merges a mapping here.
-				merged := []*yaml.Node{value}
-				if value.Kind == yaml.SequenceNode {
-					merged = value.Content
-				}
-				for _, m := range merged {
-					problems = append(problems, unknownKeys(m, t, path)...)
-				}
+				problems = append(problems, mergedKeys(value, t, path)...)
 				continue
 			}
 			f, ok := fields[key.Value]
@@ -189,6 +244,20 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []lineProblem {
 			}
 			problems = append(problems, unknownKeys(value, f.Type, joinPath(path, key.Value))...)
 		}
+	}
+	return problems
+}
+
+// mergedKeys checks the mapping, or list of mappings, that "<<: *anchor"
+// merges into a mapping of type t.
+func mergedKeys(value *yaml.Node, t reflect.Type, path string) []lineProblem {
+	merged := []*yaml.Node{value}
+	if value.Kind == yaml.SequenceNode {
+		merged = value.Content
+	}
+	var problems []lineProblem
+	for _, m := range merged {
+		problems = append(problems, unknownKeys(m, t, path)...)
 	}
 	return problems
 }
@@ -243,7 +312,7 @@ func yamlKey(f reflect.StructField) string {
 
 // EnvVars lists the environment variables Load reads, in the order of the
 // fields they set: one for every scalar field reachable from Config without
-// crossing a list.
+// crossing a list, a map or a pointer.
 func EnvVars() []string {
 	var names []string
 	var c Config
@@ -268,8 +337,9 @@ func applyEnv(c *Config, getenv func(string) string) error {
 }
 
 // eachScalar calls fn with the variable name of every scalar field of struct
-// v, descending into structs but not into slices or maps: a list item has no
-// stable name.
+// v, descending into structs but not into slices, maps or pointers: a list
+// item has no stable name, a map's keys are the file's, and a pointer may be
+// nil.
 func eachScalar(v reflect.Value, name string, fn func(name string, v reflect.Value)) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {

@@ -24,6 +24,11 @@ func writeConfig(t *testing.T, contents string) string {
 	return path
 }
 
+// tenantYAML is what a tenant in a file needs besides its id to be valid: a
+// way in for SIP transfers and an agent, as the fields of a flow mapping. The
+// tenant helper builds the same tenant in Go.
+const tenantYAML = "sip: {allow: [127.0.0.1]}, agents: [{menu: {default: {transferType: SYSTEM}}}]"
+
 // mapEnv is a getenv over m.
 func mapEnv(m map[string]string) func(string) string {
 	return func(name string) string { return m[name] }
@@ -70,12 +75,14 @@ log: {level: debug, format: text}
 			name: "tenants replace the demo tenant and take the defaults",
 			file: `
 tenants:
-  - id: acme
+  - {id: acme, ` + tenantYAML + `}
   - id: globex
     name: Globex
     sipTTL: 5s
     defaultReturnTransferType: INVITE
     rateLimit: {burst: 10}
+    sip: {allow: [127.0.0.1]}
+    agents: [{menu: {default: {transferType: SYSTEM}}}]
 `,
 			want: func(c *Config) {
 				c.Tenants = []Tenant{tenant("acme"), tenant("globex")}
@@ -87,7 +94,8 @@ tenants:
 		},
 		{
 			name: "zero rate and ttl mean the defaults",
-			file: "tenants:\n  - {id: acme, phoneNumberTTL: 0s, rateLimit: {requestsPerSecond: 0, burst: 0}}\n",
+			file: "tenants:\n  - {id: acme, phoneNumberTTL: 0s, rateLimit: {requestsPerSecond: 0, burst: 0}, sip: {maxCalls: 0, allow: [127.0.0.1]}, " +
+				"agents: [{menu: {default: {transferType: SYSTEM}}}]}\n",
 			want: func(c *Config) { c.Tenants = []Tenant{tenant("acme")} },
 		},
 		{
@@ -120,6 +128,8 @@ tenants:
   - &base
     id: acme
     sipTTL: 5s
+    sip: {allow: [127.0.0.1]}
+    agents: [{menu: {default: {transferType: SYSTEM}}}]
   - <<: *base
     id: globex
 `,
@@ -201,7 +211,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			file: "apii:\n  listen: x\n",
-			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, store, tenants"},
+			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, sip, store, tenants"},
 		},
 		{
 			name: "unknown nested key",
@@ -216,7 +226,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown key of a tenant",
 			file: "tenants:\n  - id: a\n  - id: b\n    ttl: 5s\n",
-			want: []string{"switchback.yaml:4: tenants[1].ttl: unknown field; known fields here are defaultReturnTransferType, id, name, phoneNumberTTL, rateLimit, sipTTL"},
+			want: []string{"switchback.yaml:4: tenants[1].ttl: unknown field; known fields here are agents, defaultReturnTransferType, id, name, phoneNumberTTL, rateLimit, sip, sipTTL"},
 		},
 		{
 			name: "unknown key of a rate limit",
@@ -288,7 +298,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "negative tenant fields are not defaulted",
-			file: "tenants:\n  - id: a\n  - id: b\n    phoneNumberTTL: -1s\n    rateLimit: {requestsPerSecond: -5, burst: -1}\n",
+			file: "tenants:\n  - {id: a, " + tenantYAML + "}\n  - {id: b, phoneNumberTTL: -1s, rateLimit: {requestsPerSecond: -5, burst: -1}, " + tenantYAML + "}\n",
 			want: []string{
 				"tenants[1].phoneNumberTTL: must be positive",
 				"tenants[1].rateLimit.requestsPerSecond: must be positive",
@@ -297,7 +307,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "dedicated block of a tenant the file does not list",
-			file: "tenants: [{id: acme}]\npool:\n  numbers: [{country: US, tenant: demo, numbers: [+12025550100]}]\n",
+			file: "tenants: [{id: acme, " + tenantYAML + "}]\npool:\n  numbers: [{country: US, tenant: demo, numbers: [+12025550100]}]\n",
 			want: []string{`pool.numbers[0].tenant: "demo" is not a configured tenant`},
 		},
 		{
@@ -386,9 +396,19 @@ func TestLoadNilGetenv(t *testing.T) {
 func TestLoadRoundTrip(t *testing.T) {
 	c := Default()
 	c.Store = Store{Driver: DriverPostgres, DSN: "postgres://db/sb"}
+	c.SIP.TLS = SIPTLS{} // stays off: a round trip does not need files
+	c.SIP.ExternalAddress = "sip.example.com"
+	c.SIP.Trunks = append(c.SIP.Trunks, Trunk{Name: "carrier", Users: []SIPUser{{Username: "u", Password: "p"}}})
 	c.Tenants = append(c.Tenants, Tenant{ID: "acme", Name: "Acme", PhoneNumberTTL: Duration(90 * time.Second),
 		SIPTTL: Duration(1500 * time.Millisecond), DefaultReturnTransferType: "REFER",
-		RateLimit: RateLimit{RequestsPerSecond: 2.5, Burst: 5}})
+		RateLimit: RateLimit{RequestsPerSecond: 2.5, Burst: 5},
+		SIP:       TenantSIP{User: "acme+sip", Users: []SIPUser{{Username: "a", Password: "b"}}, MaxCalls: 3},
+		Agents: []AgentConfig{{Task: "t", Menu: &Menu{
+			Collect:      []Collect{{Name: "n", MaxDigits: 2, Terminator: ""}, {Name: "m", MaxDigits: 64, Terminator: "*"}},
+			Choices:      map[string]Outcome{"#": {TransferType: "AGENT", Set: map[string]string{"k": "v"}}},
+			DigitTimeout: 0,
+			Default:      Outcome{TransferType: "SYSTEM", TransferVariables: []string{"n"}},
+		}}}})
 	c.Pool.Numbers = append(c.Pool.Numbers, NumberBlock{Country: "FR", Tenant: "acme", Numbers: []string{"+33100000001"}})
 	data, err := yaml.Marshal(c)
 	if err != nil {
@@ -412,6 +432,17 @@ func TestEnvVars(t *testing.T) {
 		"SWITCHBACK_STORE_DSN",
 		"SWITCHBACK_POOL_QUARANTINE",
 		"SWITCHBACK_EXPIRY_SWEEPINTERVAL",
+		"SWITCHBACK_SIP_LISTEN",
+		"SWITCHBACK_SIP_TLS_LISTEN",
+		"SWITCHBACK_SIP_TLS_CERTFILE",
+		"SWITCHBACK_SIP_TLS_KEYFILE",
+		"SWITCHBACK_SIP_EXTERNALADDRESS",
+		"SWITCHBACK_SIP_REALM",
+		"SWITCHBACK_SIP_RTPPORTS_MIN",
+		"SWITCHBACK_SIP_RTPPORTS_MAX",
+		"SWITCHBACK_SIP_RTPTIMEOUT",
+		"SWITCHBACK_SIP_SESSIONEXPIRES",
+		"SWITCHBACK_SIP_NONCETTL",
 		"SWITCHBACK_LOG_LEVEL",
 		"SWITCHBACK_LOG_FORMAT",
 	}
@@ -436,6 +467,10 @@ func TestEnvGeneric(t *testing.T) {
 		Inner  inner  `yaml:"inner"`
 		NoTag  int
 		hidden int
+		Ptr    *inner           `yaml:"ptr"`
+		PtrDur *Duration        `yaml:"ptrDur"`
+		Items  []inner          `yaml:"items"`
+		ByName map[string]inner `yaml:"byName"`
 	}
 	env := map[string]string{
 		"X_NAME":        "n",
@@ -447,6 +482,10 @@ func TestEnvGeneric(t *testing.T) {
 		"X_INNER_LIST":  "no",
 		"X_NOTAG":       "9",
 		"X_HIDDEN":      "no",
+		"X_PTR_COUNT":   "no",
+		"X_PTRDUR":      "no",
+		"X_ITEMS_COUNT": "no",
+		"X_BYNAME_A_ON": "no",
 	}
 	var got outer
 	var names []string

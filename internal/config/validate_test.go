@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback"
+	"gopkg.in/yaml.v3"
 )
 
 // errorLines splits a joined error into its messages.
@@ -116,7 +117,10 @@ func TestValidate(t *testing.T) {
 			mutate: func(c *Config) {
 				c.Tenants = append(c.Tenants, tenant("acme"), tenant("demo"))
 			},
-			want: []string{`tenants[2].id: "demo" is also the id of tenants[0]`},
+			want: []string{
+				`tenants[2].id: "demo" is also the id of tenants[0]`,
+				`tenants[2].sip.user: "demo" is also the sip.user of tenants[0]`,
+			},
 		},
 		{
 			name:   "zero phone number ttl",
@@ -257,6 +261,8 @@ func TestValidate(t *testing.T) {
 				`tenants[1].defaultReturnTransferType: must be BYE, REFER or INVITE, got ""`,
 				`tenants[1].rateLimit.requestsPerSecond: must be positive`,
 				`tenants[1].rateLimit.burst: must be positive`,
+				`tenants[1].sip.user: required`,
+				`tenants[1].sip.maxCalls: must be at least 1, got 0`,
 				`pool.numbers[0].country: "XX" is not an ISO 3166 alpha-2 code`,
 				`pool.numbers[1].tenant: "nobody" is not a configured tenant`,
 				`expiry.sweepInterval: must be positive`,
@@ -276,14 +282,24 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// tenant is a valid tenant with the defaults.
-func tenant(id string) Tenant { return Tenant{ID: id}.withDefaults() }
+// tenant is a valid tenant with the defaults: the one tenantYAML describes.
+func tenant(id string) Tenant {
+	return Tenant{
+		ID:  id,
+		SIP: TenantSIP{Allow: []string{"127.0.0.1"}},
+		Agents: []AgentConfig{{Menu: &Menu{
+			DigitTimeout: Duration(DefaultDigitTimeout),
+			Default:      Outcome{TransferType: "SYSTEM"},
+		}}},
+	}.withDefaults()
+}
 
 func TestDefault(t *testing.T) {
 	c := Default()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
+	loopback := []string{"127.0.0.0/8", "::1/128"}
 	want := Tenant{
 		ID:                        "demo",
 		Name:                      "Demo tenant",
@@ -291,9 +307,34 @@ func TestDefault(t *testing.T) {
 		SIPTTL:                    Duration(60 * time.Second),
 		DefaultReturnTransferType: "BYE",
 		RateLimit:                 RateLimit{RequestsPerSecond: 200, Burst: 400},
+		SIP:                       TenantSIP{User: "demo", Allow: loopback, MaxCalls: 100},
+		Agents: []AgentConfig{
+			{Task: "", Menu: &Menu{
+				Greeting: "builtin:chime",
+				Choices: map[string]Outcome{
+					"1": {TransferType: "AGENT", TaskName: "agent_escalation", ReferenceVariables: []string{"accountNumber"},
+						Set: map[string]string{"reason": "caller asked for an agent"}},
+					"2": {TransferType: "SYSTEM", TaskName: "self_service_complete", ReferenceVariables: []string{"accountNumber"},
+						Set: map[string]string{"next_action": "close"}},
+				},
+				DigitTimeout: Duration(5 * time.Second),
+				Default:      Outcome{TransferType: "SYSTEM", TaskName: "no_input", Set: map[string]string{"next_action": "retry_ivr"}},
+			}},
+			{Task: "account", Menu: &Menu{
+				Greeting: "builtin:chime",
+				Collect:  []Collect{{Name: "pin", MaxDigits: 4, Terminator: "#"}},
+				Choices: map[string]Outcome{
+					"1": {TransferType: "AGENT", TaskName: "account_agent", ReferenceVariables: []string{"accountNumber", "pin"}},
+				},
+				DigitTimeout: Duration(5 * time.Second),
+				Default:      Outcome{TransferType: "SYSTEM", TaskName: "account_done", TransferVariables: []string{"pin"}},
+			}},
+			// No greeting and no wait: the call goes back at once.
+			{Task: "instant", Menu: &Menu{DigitTimeout: 0, Default: Outcome{TransferType: "SYSTEM", TaskName: "instant"}}},
+		},
 	}
 	if !reflect.DeepEqual(c.Tenants, []Tenant{want}) {
-		t.Errorf("Default().Tenants = %+v, want [%+v]", c.Tenants, want)
+		t.Errorf("Default().Tenants =\n%s\nwant\n%s", dump(t, c.Tenants), dump(t, []Tenant{want}))
 	}
 	if c.API.Listen != "127.0.0.1:8080" || c.API.MaxBodyBytes != 65536 || c.API.MaxWait.Duration() != time.Minute ||
 		c.Store != (Store{Driver: "sqlite", DSN: "switchback.db"}) ||
@@ -301,11 +342,64 @@ func TestDefault(t *testing.T) {
 		c.Log != (Log{Level: "info", Format: "json"}) {
 		t.Errorf("Default() = %+v", c)
 	}
+	wantSIP := SIP{
+		Listen:         "127.0.0.1:5060",
+		Realm:          "switchback",
+		RTPPorts:       PortRange{Min: 20000, Max: 20999},
+		RTPTimeout:     Duration(30 * time.Second),
+		SessionExpires: Duration(1800 * time.Second),
+		NonceTTL:       Duration(30 * time.Second),
+		Trunks:         []Trunk{{Name: "local", Allow: loopback}},
+	}
+	if !reflect.DeepEqual(c.SIP, wantSIP) {
+		t.Errorf("Default().SIP = %+v, want %+v", c.SIP, wantSIP)
+	}
+	if !reflect.DeepEqual(c.SIP.withDefaults(), c.SIP) {
+		t.Errorf("Default().SIP lacks a default")
+	}
 	// Each call builds its own lists: changing one must not change the next.
 	c.Tenants[0].ID = "changed"
 	c.Pool.Numbers[0].Numbers[0] = "changed"
-	if d := Default(); d.Tenants[0].ID != "demo" || d.Pool.Numbers[0].Numbers[0] != demoUSNumbers {
+	c.SIP.Trunks[0].Allow[0] = "changed"
+	c.Tenants[0].SIP.Allow[0] = "changed"
+	c.Tenants[0].Agents[0].Menu.Greeting = "changed"
+	c.Tenants[0].Agents[0].Menu.Choices["1"] = Outcome{}
+	d := Default()
+	if d.Tenants[0].ID != "demo" || d.Pool.Numbers[0].Numbers[0] != demoUSNumbers ||
+		d.SIP.Trunks[0].Allow[0] != "127.0.0.0/8" || d.Tenants[0].SIP.Allow[0] != "127.0.0.0/8" ||
+		d.Tenants[0].Agents[0].Menu.Greeting != BuiltinChime || d.Tenants[0].Agents[0].Menu.Choices["1"].TaskName != "agent_escalation" {
 		t.Errorf("Default() shares its lists between calls")
+	}
+}
+
+// dump shows v as YAML, which spells out what %+v leaves as pointers.
+func dump(t *testing.T, v any) string {
+	t.Helper()
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// withDefaults fills in a copy: the tenant it was given, which may share its
+// lists with a caller, is left alone.
+func TestTenantWithDefaultsCopies(t *testing.T) {
+	m := &Menu{Collect: []Collect{{Name: "pin"}}}
+	in := Tenant{ID: "acme", Agents: []AgentConfig{{Menu: m}}}
+	out := in.withDefaults()
+	if got := out.Agents[0].Menu.Collect[0].MaxDigits; got != DefaultMaxDigits {
+		t.Errorf("withDefaults() maxDigits = %d, want %d", got, DefaultMaxDigits)
+	}
+	if m.Collect[0].MaxDigits != 0 || in.Agents[0].Menu != m {
+		t.Errorf("withDefaults() changed the tenant it was given")
+	}
+	// Zero values that are settings of their own stay as they are.
+	if got := out.Agents[0].Menu; got.DigitTimeout != 0 || got.Collect[0].Terminator != "" {
+		t.Errorf("withDefaults() = %+v, want digitTimeout 0 and no terminator kept", got)
+	}
+	if out.SIP.User != "acme" || out.SIP.MaxCalls != DefaultMaxCalls {
+		t.Errorf("withDefaults().SIP = %+v", out.SIP)
 	}
 }
 
