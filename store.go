@@ -14,6 +14,10 @@ import (
 // the store could not be reached or failed, and callers report it as
 // EUNAVAILABLE.
 type Store interface {
+	// NonceStore keeps the SIP digest nonce key and the nonces already used,
+	// so every node sharing the store accepts each nonce once.
+	NonceStore
+
 	// CreateTransfer stores t as ACTIVE. For TypePhoneNumber it leases, in
 	// the same transaction, a free number of t.PhoneNumber.Country (free: not
 	// leased and out of quarantine at now), taking numbers dedicated to the

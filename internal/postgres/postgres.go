@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,7 @@ type Options struct {
 type DB struct {
 	pool       *pgxpool.Pool
 	quarantine time.Duration
+	nonceKey   atomic.Pointer[[]byte] // the SIP nonce key once read; it never changes
 }
 
 var _ switchback.Store = (*DB)(nil)

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchback/switchback"
@@ -49,8 +50,8 @@ type DB struct {
 	quarantine time.Duration
 	committer  *committer
 	cache      *transferCache
-	lock       *os.File // held while the cache is on
-
+	lock       *os.File               // held while the cache is on
+	nonceKey   atomic.Pointer[[]byte] // the SIP nonce key once read; it never changes
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies

@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -53,6 +54,11 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentLeasesNeverShareANumber", testConcurrentLeases},
 		{"RacingMovesHaveOneWinner", testRacingMoves},
 		{"ConcurrentRetriesCreateOnce", testConcurrentRetries},
+		{"NonceKeyIsStable", testNonceKey},
+		{"ConcurrentNonceKeysAgree", testConcurrentNonceKeys},
+		{"ClaimNonceOnce", testClaimNonce},
+		{"ConcurrentClaimsHaveOneWinner", testConcurrentClaims},
+		{"PurgeKeepsLiveNonces", testPurgeKeepsLiveNonces},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -952,5 +958,137 @@ func testConcurrentRetries(t *testing.T, open Opener) {
 	sum, _ := s.PoolSummaries(ctx, t0)
 	if sum[0].Leased != 1 {
 		t.Fatalf("retries leased %d numbers", sum[0].Leased)
+	}
+}
+
+// testNonceKey checks the SIP nonce key: 32 bytes, the same on every call,
+// and not changed by a caller that scribbles on the slice it got.
+func testNonceKey(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	k1, err := s.NonceKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k1) != 32 {
+		t.Fatalf("nonce key is %d bytes, want 32", len(k1))
+	}
+	if bytes.Equal(k1, make([]byte, 32)) {
+		t.Fatal("nonce key is all zeros")
+	}
+	want := bytes.Clone(k1)
+	k1[0] ^= 0xff
+	k2, err := s.NonceKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k2, want) {
+		t.Fatalf("second nonce key %x, first %x", k2, want)
+	}
+}
+
+// testConcurrentNonceKeys asks a fresh store for its key from several
+// goroutines at once: whoever creates it, all get the same one.
+func testConcurrentNonceKeys(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	keys := make([][]byte, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := s.NonceKey(ctx)
+			if err != nil {
+				t.Errorf("nonce key: %v", err)
+			}
+			keys[i] = k
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if len(k) != 32 || !bytes.Equal(k, keys[0]) {
+			t.Fatalf("key %d = %x, key 0 = %x", i, k, keys[0])
+		}
+	}
+}
+
+func mustClaim(t *testing.T, s switchback.Store, nonce string, expiresAt, now time.Time, want bool) {
+	t.Helper()
+	got, err := s.ClaimNonce(context.Background(), nonce, expiresAt, now)
+	if err != nil {
+		t.Fatalf("claim %s: %v", nonce, err)
+	}
+	if got != want {
+		t.Fatalf("claim %s at %v: first use = %v, want %v", nonce, now, got, want)
+	}
+}
+
+func testClaimNonce(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	exp := t0.Add(30 * time.Second)
+	mustClaim(t, s, "n-1", exp, t0, true)
+	mustClaim(t, s, "n-1", exp, t0, false)
+	mustClaim(t, s, "n-1", exp, t0.Add(10*time.Second), false)
+	mustClaim(t, s, "n-2", exp, t0, true)
+}
+
+// testConcurrentClaims races eight claims of one nonce, as a replayed
+// request reaching several nodes at once would: exactly one wins.
+func testConcurrentClaims(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		nonce := fmt.Sprintf("race-%d", round)
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			wins int
+		)
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				first, err := s.ClaimNonce(ctx, nonce, t0.Add(30*time.Second), t0)
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if first {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%s: %d of 8 claims were first", nonce, wins)
+		}
+	}
+}
+
+// testPurgeKeepsLiveNonces lets claims purge expired nonces and checks that
+// no live nonce is forgotten on the way.
+func testPurgeKeepsLiveNonces(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	for i := 0; i < 120; i++ {
+		mustClaim(t, s, fmt.Sprintf("old-%d", i), t0.Add(time.Second), t0, true)
+	}
+	live := t0.Add(time.Hour)
+	mustClaim(t, s, "live", live, t0, true)
+	// Later claims may purge the expired ones, a bounded number at a time.
+	later := t0.Add(time.Minute)
+	for i := 0; i < 5; i++ {
+		mustClaim(t, s, fmt.Sprintf("new-%d", i), live, later, true)
+		mustClaim(t, s, "live", live, later, false)
+	}
+	for i := 0; i < 5; i++ {
+		mustClaim(t, s, fmt.Sprintf("new-%d", i), live, later, false)
+	}
+	// An expired nonce may or may not be remembered; either answer is
+	// allowed, but the question must not fail.
+	if _, err := s.ClaimNonce(context.Background(), "old-0", t0.Add(time.Second), later); err != nil {
+		t.Fatalf("claim expired nonce: %v", err)
 	}
 }
