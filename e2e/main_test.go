@@ -81,7 +81,7 @@ func startServer(t *testing.T, dir, cfg string) *server {
 	}
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0")
+	s.cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0", "SWITCHBACK_SIP_LISTEN=127.0.0.1:0")
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
 	s.cmd.Stderr = s.stderr
@@ -127,7 +127,7 @@ func startFailing(t *testing.T, dir string) string {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0", "SWITCHBACK_SIP_LISTEN=127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("serve started where it should have refused:\n%s", out)

@@ -10,6 +10,8 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 
+bash scripts/deps.sh
+
 # Start the throwaway PostgreSQL cluster once, up front, so parallel test
 # binaries share it instead of racing to install it.
 SWITCHBACK_TEST_POSTGRES_DSN=$(bash scripts/pg-test-cluster.sh)

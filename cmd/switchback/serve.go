@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/agent"
 	"github.com/switchback/switchback/internal/config"
 	"github.com/switchback/switchback/internal/httpapi"
 	"github.com/switchback/switchback/internal/postgres"
+	sipedge "github.com/switchback/switchback/internal/sip"
 	"github.com/switchback/switchback/internal/sqlite"
 	"github.com/switchback/switchback/internal/transfer"
 )
@@ -107,6 +109,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		},
 	})
 
+	agents, err := agent.Load(cfg.Tenants)
+	if err != nil {
+		return err
+	}
+	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Agents: agents, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := edge.Listen(); err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen: %w", err)
@@ -120,8 +134,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	go func() { expiryDone <- svc.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
-	log.Info("switchback serving", "api", "http://"+ln.Addr().String(), "store", cfg.Store.Driver)
+	sipDone := make(chan error, 1)
+	go func() { sipDone <- edge.Serve(runCtx) }()
+	log.Info("switchback serving", "api", "http://"+ln.Addr().String(), "sip", edge.Addr().String(), "store", cfg.Store.Driver)
 	fmt.Fprintf(stdout, "Switchback API on http://%s (store: %s)\n", ln.Addr(), cfg.Store.Driver)
+	fmt.Fprintf(stdout, "Switchback SIP on %s (UDP and TCP)\n", edge.Addr())
 
 	select {
 	case err = <-serveDone:
@@ -131,6 +148,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		err = srv.Shutdown(shutdown)
 	}
 	cancel()
+	if serr := <-sipDone; serr != nil && err == nil {
+		err = serr
+	}
 	<-expiryDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

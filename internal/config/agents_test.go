@@ -410,7 +410,6 @@ func TestLoadAgentErrors(t *testing.T) {
 			file: tenant + "      - menu:\n",
 			want: []string{"tenants[0].agents[0].menu: required"},
 		},
-
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -67,7 +67,11 @@ type SIP struct {
 	RTPTimeout      Duration  `yaml:"rtpTimeout"`      // no RTP for this long ends a call as a caller disconnect; default DefaultRTPTimeout
 	SessionExpires  Duration  `yaml:"sessionExpires"`  // RFC 4028 interval asked for; at least MinSessionExpires; default DefaultSessionExpires
 	NonceTTL        Duration  `yaml:"nonceTTL"`        // digest nonce lifetime; default DefaultNonceTTL
-	Trunks          []Trunk   `yaml:"trunks"`          // default: one trunk, "local", allowing the loopback addresses
+	// DigestAlgorithms are the digest challenges offered, in this order;
+	// default SHA-256 then MD5 (RFC 8760). Put MD5 first for clients that
+	// read only the first challenge and know only MD5.
+	DigestAlgorithms []string `yaml:"digestAlgorithms,omitempty"`
+	Trunks           []Trunk  `yaml:"trunks"` // default: one trunk, "local", allowing the loopback addresses
 }
 
 // SIPTLS configures SIP over TLS. It is off unless Listen is set.
@@ -258,13 +262,14 @@ func Default() Config {
 		},
 		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval)},
 		SIP: SIP{
-			Listen:         DefaultSIPListen,
-			Realm:          DefaultSIPRealm,
-			RTPPorts:       PortRange{Min: DefaultRTPPortMin, Max: DefaultRTPPortMax},
-			RTPTimeout:     Duration(DefaultRTPTimeout),
-			SessionExpires: Duration(DefaultSessionExpires),
-			NonceTTL:       Duration(DefaultNonceTTL),
-			Trunks:         []Trunk{{Name: "local", Allow: loopback()}},
+			Listen:           DefaultSIPListen,
+			Realm:            DefaultSIPRealm,
+			RTPPorts:         PortRange{Min: DefaultRTPPortMin, Max: DefaultRTPPortMax},
+			RTPTimeout:       Duration(DefaultRTPTimeout),
+			SessionExpires:   Duration(DefaultSessionExpires),
+			NonceTTL:         Duration(DefaultNonceTTL),
+			DigestAlgorithms: []string{"SHA-256", "MD5"},
+			Trunks:           []Trunk{{Name: "local", Allow: loopback()}},
 		},
 		Tenants: []Tenant{demoTenant()},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
@@ -352,6 +357,9 @@ func (s SIP) withDefaults() SIP {
 	}
 	if s.SessionExpires == 0 {
 		s.SessionExpires = Duration(DefaultSessionExpires)
+	}
+	if len(s.DigestAlgorithms) == 0 {
+		s.DigestAlgorithms = []string{"SHA-256", "MD5"}
 	}
 	if s.NonceTTL == 0 {
 		s.NonceTTL = Duration(DefaultNonceTTL)

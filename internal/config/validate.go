@@ -256,6 +256,15 @@ func (c Config) validateSIP(p *problems) {
 	if s.SessionExpires.Duration() < MinSessionExpires {
 		p.add("sip.sessionExpires", "must be at least %v (RFC 4028 section 4), got %v", MinSessionExpires, s.SessionExpires)
 	}
+	seen := map[string]bool{}
+	for i, alg := range s.DigestAlgorithms {
+		if alg != "SHA-256" && alg != "MD5" {
+			p.add(fmt.Sprintf("sip.digestAlgorithms[%d]", i), "%q is not SHA-256 or MD5", alg)
+		} else if seen[alg] {
+			p.add(fmt.Sprintf("sip.digestAlgorithms[%d]", i), "%s is listed twice", alg)
+		}
+		seen[alg] = true
+	}
 	if s.NonceTTL <= 0 {
 		p.add("sip.nonceTTL", "must be positive")
 	}

@@ -55,6 +55,12 @@ type Authenticator struct {
 	// NonceTTL is how long an issued nonce is valid; zero means
 	// DefaultNonceTTL.
 	NonceTTL time.Duration
+	// Algorithms are offered in this order: "SHA-256" and "MD5". Empty
+	// means both, SHA-256 first, as RFC 8760 §2.3 asks. Clients that read
+	// only the first challenge and know only MD5 (SIPp, older PBXs) need
+	// MD5 first. Credentials in either algorithm are verified whatever the
+	// order.
+	Algorithms []string
 
 	key atomic.Pointer[[]byte] // the store's nonce key once read; it never changes
 }
@@ -135,10 +141,15 @@ func (a *Authenticator) Challenge(ctx context.Context, opts ...ChallengeOption) 
 		}
 	}
 	common := "Digest realm=" + quote(a.Realm) + `, nonce="` + nonce + `", algorithm=`
-	return []string{
-		common + `SHA-256, qop="auth"` + stale,
-		common + `MD5, qop="auth"` + stale,
-	}, nil
+	algs := a.Algorithms
+	if len(algs) == 0 {
+		algs = []string{"SHA-256", "MD5"}
+	}
+	out := make([]string, 0, len(algs))
+	for _, alg := range algs {
+		out = append(out, common+alg+`, qop="auth"`+stale)
+	}
+	return out, nil
 }
 
 // Verify checks the Authorization (or Proxy-Authorization) value of a

@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sipConfig is a gateway with three tenants: "acme" reachable from
+// loopback by IP, "secure" that also needs digest credentials, and
+// "strict" that only takes 127.0.0.2.
+const sipConfig = `
+store: {driver: sqlite, dsn: %s}
+sip:
+  listen: 127.0.0.1:0
+  rtpPorts: {min: %d, max: %d}
+  digestAlgorithms: [MD5, SHA-256]  # SIPp answers only the first challenge, and only MD5
+tenants:
+  - id: acme
+    sip: {user: acme, allow: [127.0.0.0/8]}
+    rateLimit: {requestsPerSecond: 10000, burst: 10000}
+    agents:
+      - task: instant
+        menu: {digitTimeout: 0s, default: {transferType: SYSTEM, taskName: instant}}
+      - menu:
+          greeting: builtin:chime
+          digitTimeout: 5s
+          choices:
+            "1": {transferType: AGENT, taskName: agent_escalation, referenceVariables: [accountNumber], set: {reason: pressed-1}}
+          default: {transferType: SYSTEM, taskName: no_input}
+  - id: secure
+    sip:
+      user: secure
+      allow: [127.0.0.0/8]
+      users: [{username: ivr, password: s3cret-pass}]
+    agents:
+      - menu: {digitTimeout: 0s, default: {transferType: SYSTEM, taskName: authenticated}}
+  - id: strict
+    sip: {user: strict, allow: [127.0.0.2/32]}
+    agents:
+      - menu: {digitTimeout: 0s, default: {transferType: SYSTEM}}
+pool:
+  numbers:
+    - {country: US, numbers: ["+12025550100-0109"]}
+log: {level: info}
+`
+
+// gateway is a running switchback with SIP, and a key of each tenant.
+type gateway struct {
+	*server
+	dir  string
+	sip  string // host:port
+	keys map[string]credentials
+}
+
+var sipListening = regexp.MustCompile(`Switchback SIP on (\S+)`)
+
+// rtpBase spreads the RTP ports of the gateways started by one test run.
+var rtpBase = 30000 + (os.Getpid()%50)*200
+
+func startGateway(t *testing.T) *gateway {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "switchback.yaml")
+	rtpBase += 200
+	writeFile(t, cfg, fmt.Sprintf(sipConfig, filepath.Join(dir, "sb.db"), rtpBase, rtpBase+199))
+	g := &gateway{dir: dir, keys: map[string]credentials{}}
+	for _, tenant := range []string{"acme", "secure", "strict"} {
+		out := cli(t, dir, "keys", "create", "--config", cfg, "--tenant", tenant)
+		m := keyLines.FindStringSubmatch(out)
+		g.keys[tenant] = credentials{m[1], m[2]}
+	}
+	g.server = startServer(t, dir, cfg)
+	m := sipListening.FindStringSubmatch(g.stdout.String())
+	if m == nil {
+		t.Fatalf("no SIP address printed:\n%s", g.stdout)
+	}
+	g.sip = m[1]
+	return g
+}
+
+// create makes a transfer over the API as tenant and fails the test unless it is ACTIVE.
+func (g *gateway) create(t *testing.T, tenant, body string) *apiResponse {
+	t.Helper()
+	r, err := newClient(g.keys[tenant]).do(context.Background(), "POST", g.URL+"/generativeagent/v1/call-transfers", body)
+	if err != nil || r.status != 200 {
+		t.Fatalf("create: %v %d %s", err, r.status, r.raw)
+	}
+	return r
+}
+
+// get fetches a transfer as tenant.
+func (g *gateway) get(t *testing.T, tenant, id string) *apiResponse {
+	t.Helper()
+	r, err := newClient(g.keys[tenant]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/call-transfers/"+id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// sipp runs one call of scenario against the gateway, with the CSV fields
+// given, and returns whether SIPp saw the call through as scripted.
+func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string, fields ...string) (bool, string) {
+	t.Helper()
+	dir := t.TempDir()
+	body, err := os.ReadFile(filepath.Join("testdata", "sipp", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(body)
+	for k, v := range replace {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	sf := filepath.Join(dir, scenario)
+	writeFile(t, sf, text)
+	inf := filepath.Join(dir, "fields.csv")
+	writeFile(t, inf, "SEQUENTIAL\n"+strings.Join(fields, ";")+";\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
+		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(rtpBase+150), "-timeout", "30s", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"), "-nostdin", g.sip)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
+	return err == nil, string(out) + string(errs)
+}
+
+func TestSIPTransferHandedBackByBYE(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"bye-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant","inputVariables":{"accountNumber":"3434"}}}`)
+	ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-ASAPP-CallTransferId: bye-1", "acme")
+	if !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	// Invariant 3: the instant SIPp sees the BYE, the outcome is stored.
+	r := g.get(t, "acme", "bye-1")
+	oc, _ := r.body["outputContext"].(map[string]any)
+	if r.str("status") != "COMPLETED" || oc["transferType"] != "SYSTEM" || oc["currentTaskName"] != "instant" ||
+		r.str("callReceivedAt") == "" || r.str("completedAt") == "" {
+		t.Fatalf("after the BYE: %s", r.raw)
+	}
+	// The id is used: calling it again is refused with 410.
+	ok, out = g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "410"}, "X-ASAPP-CallTransferId: bye-1", "acme")
+	if !ok {
+		t.Fatalf("reused id not refused with 410: %s", out)
+	}
+}
+
+func TestPSTNCallToALeasedNumber(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	r := g.create(t, "acme", `{"id":"pstn-1","externalConversationId":"c","type":"PHONE_NUMBER","phoneNumber":{"country":"US"},"inputContext":{"taskName":"instant"}}`)
+	number := r.body["phoneNumber"].(map[string]any)["transferNumber"].(string)
+	ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-Carrier: pstn", number)
+	if !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	r = g.get(t, "acme", "pstn-1")
+	if r.str("status") != "COMPLETED" || r.body["outputContext"].(map[string]any)["transferType"] != "SYSTEM" {
+		t.Fatalf("after the BYE: %s", r.raw)
+	}
+	// The number was released on the match: dialling it again reaches nothing.
+	ok, out = g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "404"}, "X-Carrier: pstn", number)
+	if !ok {
+		t.Fatalf("a released number still answered: %s", out)
+	}
+}
+
+func TestCallerHangsUpFirst(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"gone-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"menu","inputVariables":{"accountNumber":"3434"}}}`)
+	ok, out := g.sipp(t, "caller_hangup.xml", nil, "X-ASAPP-CallTransferId: gone-1", "acme")
+	if !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r := g.get(t, "acme", "gone-1")
+		oc, _ := r.body["outputContext"].(map[string]any)
+		if r.str("status") == "COMPLETED" {
+			if oc["transferType"] != "CALLER_DISCONNECT" || oc["referenceVariables"] != nil || oc["transferVariables"] != nil {
+				t.Fatalf("caller hang-up: %s", r.raw)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not completed after the caller's BYE: %s", r.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestDTMFFromPcapChoosesTheOutcome(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"dtmf-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"menu","inputVariables":{"accountNumber":"3434"}}}`)
+	ok, out := g.sipp(t, "dtmf.xml", map[string]string{"PCAP_FILE": "/usr/share/sip-tester/dtmf_2833_1.pcap"}, "X-ASAPP-CallTransferId: dtmf-1", "acme")
+	if !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	r := g.get(t, "acme", "dtmf-1")
+	oc, _ := r.body["outputContext"].(map[string]any)
+	ref, _ := oc["referenceVariables"].(map[string]any)
+	xfer, _ := oc["transferVariables"].(map[string]any)
+	if r.str("status") != "COMPLETED" || oc["transferType"] != "AGENT" || oc["currentTaskName"] != "agent_escalation" ||
+		ref["accountNumber"] != "3434" || xfer["reason"] != "pressed-1" {
+		t.Fatalf("after pressing 1: %s", r.raw)
+	}
+}
+
+func TestDigestAuthentication(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "secure", `{"id":"auth-1","externalConversationId":"c","type":"SIP"}`)
+	ok, out := g.sipp(t, "digest_wrong.xml", map[string]string{"AUTH_USER": "ivr", "AUTH_PASS": "wrong-pass"}, "X-ASAPP-CallTransferId: auth-1", "secure")
+	if !ok {
+		t.Fatalf("wrong password not challenged again: %s", out)
+	}
+	if r := g.get(t, "secure", "auth-1"); r.str("status") != "ACTIVE" {
+		t.Fatalf("an unauthenticated call touched the transfer: %s", r.raw)
+	}
+	ok, out = g.sipp(t, "digest.xml", map[string]string{"AUTH_USER": "ivr", "AUTH_PASS": "s3cret-pass"}, "X-ASAPP-CallTransferId: auth-1", "secure")
+	if !ok {
+		t.Fatalf("digest call: %s\n%s", out, g.stderr)
+	}
+	r := g.get(t, "secure", "auth-1")
+	if r.str("status") != "COMPLETED" || r.body["outputContext"].(map[string]any)["currentTaskName"] != "authenticated" {
+		t.Fatalf("after the authenticated call: %s", r.raw)
+	}
+}
+
+func TestINVITERefusals(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"mine","externalConversationId":"c","type":"SIP"}`)
+	g.create(t, "strict", `{"id":"strict-1","externalConversationId":"c","type":"SIP"}`)
+	cases := []struct {
+		name, status, header, user string
+	}{
+		{"missing transfer id", "400", "X-Other: 1", "acme"},
+		{"malformed transfer id", "400", "X-ASAPP-CallTransferId: a/b", "acme"},
+		{"unknown transfer id", "404", "X-ASAPP-CallTransferId: nope", "acme"},
+		{"another tenant's transfer", "404", "X-ASAPP-CallTransferId: strict-1", "acme"},
+		{"source not allowlisted", "403", "X-ASAPP-CallTransferId: strict-1", "strict"},
+		{"unknown SIP user", "404", "X-ASAPP-CallTransferId: mine", "nobody"},
+		{"not a leased number", "404", "X-Carrier: pstn", "+12025550109"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, out := g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": tc.status}, tc.header, tc.user)
+			if !ok {
+				t.Fatalf("want %s: %s", tc.status, out)
+			}
+		})
+	}
+	if r := g.get(t, "acme", "mine"); r.str("status") != "ACTIVE" {
+		t.Fatalf("refused calls changed a transfer: %s", r.raw)
+	}
+}
+
+// requireSIPp fails the test when SIPp is missing: `make test` installs it.
+func requireSIPp(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("sipp"); err != nil {
+		t.Fatal("sipp not found: run the tests with `make test`, which installs Debian's sip-tester")
+	}
+}

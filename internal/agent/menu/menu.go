@@ -1,0 +1,229 @@
+// Package menu is the built-in menu agent: it plays a greeting, collects
+// DTMF digits into named variables, offers a menu of choices, and hands the
+// call back with the outcome its configuration maps the caller's choice to.
+package menu
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/config"
+)
+
+// Prompts are a menu's audio, loaded once: 8 kHz mono 16-bit PCM, nil where
+// the configuration has none.
+type Prompts struct {
+	Greeting     []int16
+	ChoicePrompt []int16
+	Collect      [][]int16 // one per config.Menu.Collect, in order
+}
+
+// Agent runs one menu. It is safe to use for many calls at once.
+type Agent struct {
+	menu    config.Menu
+	prompts Prompts
+	longest int // the longest choice, in digits
+}
+
+var _ switchback.Agent = (*Agent)(nil)
+
+// New returns the agent of a menu whose prompts are already loaded.
+func New(m config.Menu, p Prompts) *Agent {
+	a := &Agent{menu: m, prompts: p}
+	for k := range m.Choices {
+		a.longest = max(a.longest, len(k))
+	}
+	return a
+}
+
+// Run plays the menu on call and returns the outcome the caller chose.
+func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.OutputContext, error) {
+	in := call.Input()
+	r := &reader{call: call, timeout: a.menu.DigitTimeout.Duration()}
+	vars := map[string]string{}
+	for k, v := range in.InputVariables {
+		vars[k] = v
+	}
+	if err := a.play(ctx, call, a.prompts.Greeting); err != nil {
+		return nil, err
+	}
+	for i, c := range a.menu.Collect {
+		var prompt []int16
+		if i < len(a.prompts.Collect) {
+			prompt = a.prompts.Collect[i]
+		}
+		if err := a.play(ctx, call, prompt); err != nil {
+			return nil, err
+		}
+		digits, err := r.collect(ctx, c.MaxDigits, c.Terminator)
+		if err != nil {
+			return nil, err
+		}
+		vars[c.Name] = digits
+	}
+	outcome := a.menu.Default
+	if len(a.menu.Choices) > 0 {
+		if err := a.play(ctx, call, a.prompts.ChoicePrompt); err != nil {
+			return nil, err
+		}
+		choice, err := a.choose(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if o, ok := a.menu.Choices[choice]; ok {
+			outcome = o
+		}
+	}
+	return output(outcome, in, vars), nil
+}
+
+func (a *Agent) play(ctx context.Context, call switchback.Call, pcm []int16) error {
+	if len(pcm) == 0 {
+		return nil
+	}
+	return call.Play(ctx, pcm)
+}
+
+// reader reads the caller's digits, with one digit of push-back.
+type reader struct {
+	call    switchback.Call
+	timeout time.Duration
+	back    rune // a digit read ahead, or 0
+}
+
+// collect reads digits until max of them, the terminator, or a digit
+// timeout. A terminator pressed right after the last digit is consumed, so
+// "1234#" fills a four-digit field and leaves nothing behind.
+func (r *reader) collect(ctx context.Context, max int, terminator string) (string, error) {
+	var b strings.Builder
+	for b.Len() < max {
+		d, ok, err := r.digit(ctx, r.timeout)
+		if err != nil {
+			return "", err
+		}
+		if !ok || string(d) == terminator {
+			return b.String(), nil
+		}
+		b.WriteRune(d)
+	}
+	if d, ok, err := r.digit(ctx, 0); err == nil && ok && string(d) != terminator {
+		r.back = d
+	}
+	return b.String(), nil
+}
+
+// digit waits up to timeout for the caller's next digit; a zero timeout
+// takes only a digit already pressed.
+func (r *reader) digit(ctx context.Context, timeout time.Duration) (rune, bool, error) {
+	if r.back != 0 {
+		d := r.back
+		r.back = 0
+		return d, true, nil
+	}
+	if timeout <= 0 {
+		select {
+		case d := <-r.call.Digits():
+			return d, true, nil
+		default:
+			return 0, false, nil
+		}
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case d := <-r.call.Digits():
+		return d, true, nil
+	case <-t.C:
+		return 0, false, nil
+	case <-r.call.Hangup():
+		return 0, false, errHungUp
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	}
+}
+
+// choose reads digits until they spell a choice, can no longer become one,
+// or a digit timeout passes.
+func (a *Agent) choose(ctx context.Context, r *reader) (string, error) {
+	typed := ""
+	for len(typed) < a.longest {
+		d, ok, err := r.digit(ctx, r.timeout)
+		if err != nil || !ok {
+			return typed, err
+		}
+		typed += string(d)
+		if _, done := a.menu.Choices[typed]; done && !a.prefixOfLonger(typed) {
+			return typed, nil
+		}
+		if !a.prefixOfAny(typed) {
+			return typed, nil
+		}
+	}
+	return typed, nil
+}
+
+func (a *Agent) prefixOfAny(s string) bool {
+	for k := range a.menu.Choices {
+		if strings.HasPrefix(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) prefixOfLonger(s string) bool {
+	for k := range a.menu.Choices {
+		if len(k) > len(s) && strings.HasPrefix(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+var errHungUp = fmt.Errorf("the caller hung up")
+
+// output builds the output context of an outcome from the input and the
+// variables known by then (input variables and collected digits).
+func output(o config.Outcome, in *switchback.InputContext, vars map[string]string) *switchback.OutputContext {
+	out := &switchback.OutputContext{
+		TransferType:    switchback.OutputTransferType(o.TransferType),
+		CurrentTaskName: o.TaskName,
+	}
+	if out.CurrentTaskName == "" {
+		out.CurrentTaskName = in.TaskName
+	}
+	out.ReferenceVariables = pick(vars, o.ReferenceVariables)
+	out.TransferVariables = pick(vars, o.TransferVariables)
+	if len(o.Set) > 0 {
+		if out.TransferVariables == nil {
+			out.TransferVariables = map[string]string{}
+		}
+		keys := make([]string, 0, len(o.Set))
+		for k := range o.Set {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out.TransferVariables[k] = o.Set[k]
+		}
+	}
+	return out
+}
+
+// pick copies the named variables that are known; unknown names are left out.
+func pick(vars map[string]string, names []string) map[string]string {
+	var out map[string]string
+	for _, n := range names {
+		if v, ok := vars[n]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[n] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,345 @@
+package sip
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/media"
+)
+
+// loggerLike is the part of *slog.Logger a call uses.
+type loggerLike interface {
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
+
+// call is one answered call: its dialog, its media, and the agent on it.
+type call struct {
+	e         *Edge
+	t         *switchback.Transfer
+	dialog    *sipgo.DialogServerSession
+	media     *media.Session
+	origin    *media.Origin
+	lateOffer bool
+	log       loggerLike
+	timer     timerState
+
+	mu           sync.Mutex
+	lastDesc     media.Description
+	mediaStarted bool
+	hungup       chan struct{} // closed when the caller is gone
+	hangupBy     string
+	once         sync.Once
+	refreshed    chan struct{} // a session refresh arrived
+	stopping     chan struct{} // the edge shuts down
+	stopOnce     sync.Once
+}
+
+func newCall(e *Edge, t *switchback.Transfer, d *sipgo.DialogServerSession, m *media.Session, o *media.Origin, lateOffer bool, log loggerLike) *call {
+	return &call{e: e, t: t, dialog: d, media: m, origin: o, lateOffer: lateOffer, log: log,
+		hungup: make(chan struct{}), refreshed: make(chan struct{}, 1), stopping: make(chan struct{})}
+}
+
+// timerState is a call's RFC 4028 session timer: the caller refreshes the
+// session every interval, or the call is considered gone.
+type timerState struct {
+	interval time.Duration // 0: no session timer
+}
+
+// minSE is the smallest session interval accepted (RFC 4028 §4).
+const minSE = 90 * time.Second
+
+// sessionTimer reads the session interval a request asks for.
+func sessionTimer(req *sip.Request) timerState {
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		h = req.GetHeader("x") // compact form of Session-Expires
+	}
+	if h == nil {
+		return timerState{}
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs <= 0 {
+		return timerState{}
+	}
+	return timerState{interval: time.Duration(secs) * time.Second}
+}
+
+// hangup records that the call is gone, and who ended it.
+func (c *call) hangup(by string) {
+	c.once.Do(func() {
+		c.hangupBy = by
+		close(c.hungup)
+	})
+}
+
+// shutdown ends the call because the edge is stopping.
+func (c *call) shutdown() { c.stopOnce.Do(func() { close(c.stopping) }) }
+
+// run drives the call from the ACK to its end: the agent talks, and the call
+// is handed back by its outcome, or ends with the caller.
+func (c *call) run() {
+	agent, err := c.e.agents.NewAgent(c.t.TenantID, c.t.InputContext)
+	if err != nil {
+		c.log.Error("no agent for the call; handing it back", "err", err)
+		c.handBack(&switchback.OutputContext{TransferType: switchback.TransferSystem, CurrentTaskName: taskOf(c.t)})
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	result := make(chan *switchback.OutputContext, 1)
+	go func() {
+		out, err := agent.Run(ctx, &agentCall{c})
+		if err != nil || out == nil {
+			out = nil
+		}
+		result <- out
+	}()
+
+	var expiry <-chan time.Time
+	var expiryTimer *time.Timer
+	if c.timer.interval > 0 {
+		expiryTimer = time.NewTimer(refreshDeadline(c.timer.interval))
+		defer expiryTimer.Stop()
+		expiry = expiryTimer.C
+	}
+	for {
+		select {
+		case out := <-result:
+			if out == nil {
+				// The agent gave up without an outcome (it saw the caller go).
+				<-c.hungup
+				c.endByCaller(cancel)
+				return
+			}
+			c.handBack(out)
+			return
+		case <-c.hungup:
+			c.endByCaller(cancel)
+			return
+		case <-c.media.Inactive():
+			c.log.Info("no RTP from the caller; ending the call", "timeout", c.e.cfg.RTPTimeout.Duration().String())
+			c.hangup("rtp-timeout")
+			c.endByCaller(cancel)
+			c.bye()
+			return
+		case <-expiry:
+			c.log.Info("session timer expired without a refresh; ending the call")
+			c.hangup("session-timer")
+			c.endByCaller(cancel)
+			c.bye()
+			return
+		case <-c.refreshed:
+			if expiryTimer != nil {
+				expiryTimer.Reset(refreshDeadline(c.timer.interval))
+			}
+		case <-c.stopping:
+			c.log.Warn("shutting down: ending the call as a caller disconnect")
+			c.hangup("shutdown")
+			c.endByCaller(cancel)
+			c.bye()
+			return
+		}
+	}
+}
+
+// refreshDeadline is when a session whose refresher is the caller is
+// considered gone: the interval less min(32 s, a third of it) (RFC 4028 §10).
+func refreshDeadline(interval time.Duration) time.Duration {
+	return interval - min(32*time.Second, interval/3)
+}
+
+func taskOf(t *switchback.Transfer) string {
+	if t.InputContext != nil {
+		return t.InputContext.TaskName
+	}
+	return ""
+}
+
+// endByCaller completes the transfer as the caller hanging up first: no
+// variables (the spec's CALLER_DISCONNECT).
+func (c *call) endByCaller(cancel context.CancelFunc) {
+	cancel()
+	c.complete(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect})
+	c.log.Info("call ended by the caller", "by", c.hangupBy)
+}
+
+// handBack stores the agent's outcome and then hangs up: a client that
+// fetches the transfer the moment the call comes back finds it COMPLETED
+// (DESIGN.md invariant 3).
+func (c *call) handBack(out *switchback.OutputContext) {
+	if !c.complete(out) {
+		// Storing failed: the caller is still handed back, or the line
+		// would stay up with nobody on it.
+		c.log.Error("handing back without a stored output context")
+	}
+	if c.t.SIP != nil && c.t.SIP.ReturnTransferType != switchback.ReturnBYE && c.t.SIP.ReturnTransferType != "" {
+		c.log.Warn("return by "+string(c.t.SIP.ReturnTransferType)+" is not available yet; handing back by BYE",
+			"return_uri", c.t.SIP.ReturnURI)
+	}
+	c.bye()
+	c.log.Info("call handed back", "method", "BYE", "transfer_type", string(out.TransferType))
+}
+
+// complete stores the outcome, retrying briefly if the store hiccups.
+func (c *call) complete(out *switchback.OutputContext) bool {
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.e.svc.Complete(ctx, c.t.TenantID, c.t.ID, out)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if code := switchback.ErrorCode(err); code == switchback.EGONE || code == switchback.ENOTFOUND {
+			c.log.Error("complete transfer", "err", err)
+			return false
+		}
+		c.log.Warn("complete transfer; retrying", "err", err)
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	return false
+}
+
+// bye hangs up our side of the call, unless the caller already did.
+func (c *call) bye() {
+	select {
+	case <-c.hungup:
+		if c.hangupBy == "caller" {
+			return
+		}
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.dialog.Bye(ctx); err != nil {
+		c.log.Warn("BYE", "err", err)
+	}
+	c.hangup("switchback")
+}
+
+// modify handles a re-INVITE or UPDATE: a session refresh, and perhaps new
+// media (hold, unhold, another address or codec).
+func (c *call) modify(req *sip.Request, tx sip.ServerTransaction) {
+	select {
+	case c.refreshed <- struct{}{}:
+	default:
+	}
+	var body []byte
+	if len(req.Body()) > 0 {
+		offer, err := media.ParseOffer(req.Body())
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here")
+			return
+		}
+		params, err := media.Negotiate(offer, codecs)
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here")
+			return
+		}
+		if err := c.startOrUpdate(params); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+		desc := params.AnswerDescription(c.advertised(), offer)
+		c.mu.Lock()
+		body, err = media.BuildSDP(c.origin, desc)
+		c.lastDesc = desc
+		c.mu.Unlock()
+		if err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	} else if req.Method == sip.INVITE {
+		// A re-INVITE without SDP asks us to offer (RFC 3261 §14.2); the
+		// answer comes in the ACK.
+		c.mu.Lock()
+		desc := c.lastDesc
+		if !desc.Addr.IsValid() {
+			desc = media.OfferDescription(c.advertised(), codecs)
+		}
+		desc.Offer = nil
+		var err error
+		body, err = media.BuildSDP(c.origin, desc)
+		c.mu.Unlock()
+		if err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", body)
+	if body != nil {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	res.AppendHeader(&c.e.dialogUA.ContactHDR)
+	if c.timer.interval > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(c.timer.interval/time.Second))+";refresher=uac"))
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+	tx.Respond(res)
+}
+
+// answerInAck applies the answer to an offer Switchback made in its 200.
+func (c *call) answerInAck(body []byte) {
+	answer, err := media.ParseOffer(body)
+	if err != nil {
+		c.log.Warn("unreadable SDP in ACK", "err", err)
+		return
+	}
+	params, err := media.Negotiate(answer, codecs)
+	if err != nil {
+		c.log.Warn("no common codec in the ACK's answer", "err", err)
+		return
+	}
+	if err := c.startOrUpdate(params); err != nil {
+		c.log.Warn("start media", "err", err)
+	}
+}
+
+// startOrUpdate starts the media with the first negotiated parameters (a
+// late offer's answer), and updates it with later ones.
+func (c *call) startOrUpdate(p media.Params) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mediaStarted {
+		c.media.Update(p)
+		return nil
+	}
+	if err := c.media.Start(p); err != nil {
+		return err
+	}
+	c.mediaStarted = true
+	return nil
+}
+
+// advertised is where the call's SDP says its media goes.
+func (c *call) advertised() netip.AddrPort {
+	return netip.AddrPortFrom(c.e.host, c.media.LocalAddr().Port())
+}
+
+// agentCall is the call as its Agent sees it.
+type agentCall struct{ c *call }
+
+var _ switchback.Call = (*agentCall)(nil)
+
+func (a *agentCall) Input() *switchback.InputContext {
+	if a.c.t.InputContext == nil {
+		return &switchback.InputContext{}
+	}
+	return a.c.t.InputContext
+}
+func (a *agentCall) TransferID() string { return a.c.t.ID }
+func (a *agentCall) Play(ctx context.Context, pcm []int16) error {
+	return a.c.media.Play(ctx, pcm)
+}
+func (a *agentCall) Digits() <-chan rune     { return a.c.media.Digits() }
+func (a *agentCall) Audio() <-chan []int16   { return a.c.media.Audio() }
+func (a *agentCall) Hangup() <-chan struct{} { return a.c.hungup }

@@ -1,0 +1,248 @@
+// Package sip is Switchback's SIP edge: it takes the transferred calls over
+// UDP, TCP and TLS, authenticates them (IP allowlists and digest), matches
+// each to its call transfer, answers with an agent on the media, and hands
+// the call back once the outcome is stored.
+//
+// It is built on github.com/emiago/sipgo. The files split it by concern:
+// edge.go (listening, the read filter), auth.go (who may call), inbound.go
+// (an INVITE to the end of its call), call.go (a live call as an Agent sees
+// it), errors.go (domain errors as SIP responses).
+package sip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/config"
+	"github.com/switchback/switchback/internal/media"
+	"github.com/switchback/switchback/internal/sip/digest"
+	"github.com/switchback/switchback/internal/transfer"
+)
+
+// Options are what an Edge is built from.
+type Options struct {
+	Config    config.Config
+	Transfers *transfer.Service
+	Nonces    switchback.NonceStore
+	Agents    switchback.AgentFactory
+	Log       *slog.Logger
+}
+
+// Edge is the SIP side of Switchback.
+type Edge struct {
+	cfg     config.SIP
+	svc     *transfer.Service
+	agents  switchback.AgentFactory
+	log     *slog.Logger
+	auth    *digest.Authenticator
+	tenants map[string]*tenantAccess // by the user part of their static URI
+	trunks  []*access
+	// openToAll is set when some tenant or trunk takes digest credentials
+	// from any address, so the read filter cannot drop unknown sources.
+	openToAll bool
+
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	client   *sipgo.Client
+	dialogUA *sipgo.DialogUA
+
+	bind  netip.Addr // the address RTP sockets bind to: the SIP listen address
+	host  netip.Addr // the address SDP and Contact advertise
+	ports media.PortRange
+
+	udp  net.PacketConn
+	tcp  net.Listener
+	tlsL net.Listener
+
+	calls   sync.Map // dialog id -> *call
+	running sync.WaitGroup
+	nCalls  atomic.Int64
+}
+
+// New builds an Edge from the configuration. Call Listen, then Serve.
+func New(o Options) (*Edge, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Edge{
+		cfg:    o.Config.SIP,
+		svc:    o.Transfers,
+		agents: o.Agents,
+		log:    o.Log,
+		ports:  media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
+		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
+			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
+	}
+	if err := e.loadAccess(o.Config); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Listen binds the configured UDP, TCP and TLS addresses. A port of 0 binds
+// UDP to a free port and TCP to the same one.
+func (e *Edge) Listen() error {
+	host, port, err := net.SplitHostPort(e.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("sip.listen: %w", err)
+	}
+	if e.udp, err = net.ListenPacket("udp", e.cfg.Listen); err != nil {
+		return fmt.Errorf("sip.listen: %w", err)
+	}
+	if port == "0" {
+		port = strconv.Itoa(e.udp.LocalAddr().(*net.UDPAddr).Port)
+	}
+	if e.tcp, err = net.Listen("tcp", net.JoinHostPort(host, port)); err != nil {
+		e.udp.Close()
+		return fmt.Errorf("sip.listen (tcp): %w", err)
+	}
+	if e.cfg.TLS.Listen != "" {
+		cert, err := tls.LoadX509KeyPair(e.cfg.TLS.CertFile, e.cfg.TLS.KeyFile)
+		if err != nil {
+			e.close()
+			return fmt.Errorf("sip.tls: %w", err)
+		}
+		if e.tlsL, err = tls.Listen("tcp", e.cfg.TLS.Listen, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+			e.close()
+			return fmt.Errorf("sip.tls.listen: %w", err)
+		}
+	}
+	local := e.udp.LocalAddr().(*net.UDPAddr)
+	e.bind, _ = netip.AddrFromSlice(local.IP)
+	e.bind = e.bind.Unmap()
+	e.host = e.bind
+	if e.cfg.ExternalAddress != "" {
+		if a, err := netip.ParseAddr(e.cfg.ExternalAddress); err == nil {
+			e.host = a
+		}
+	}
+	if e.host.IsUnspecified() {
+		e.host = netip.MustParseAddr("127.0.0.1")
+	}
+
+	e.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("Switchback"),
+		sipgo.WithUserAgentHostname(e.host.String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(e.readFilter)),
+	)
+	if err != nil {
+		e.close()
+		return err
+	}
+	if e.srv, err = sipgo.NewServer(e.ua, sipgo.WithServerLogger(e.log)); err != nil {
+		e.close()
+		return err
+	}
+	if e.client, err = sipgo.NewClient(e.ua, sipgo.WithClientHostname(e.host.String())); err != nil {
+		e.close()
+		return err
+	}
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchback", Host: e.host.String(), Port: local.Port}}
+	e.dialogUA = &sipgo.DialogUA{Client: e.client, ContactHDR: contact}
+	e.srv.OnInvite(e.onInvite)
+	e.srv.OnAck(e.onAck)
+	e.srv.OnBye(e.onBye)
+	e.srv.OnOptions(e.onOptions)
+	e.srv.OnInfo(e.onInfo)
+	e.srv.OnUpdate(e.onUpdate)
+	e.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+		// The transaction layer has answered the CANCEL and ended the
+		// INVITE; a CANCEL that matched nothing gets 481.
+		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	})
+	return nil
+}
+
+// Addr returns the address SIP is served on (UDP and TCP share it).
+func (e *Edge) Addr() netip.AddrPort {
+	return e.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TLSAddr returns the TLS listener's address, if there is one.
+func (e *Edge) TLSAddr() net.Addr {
+	if e.tlsL == nil {
+		return nil
+	}
+	return e.tlsL.Addr()
+}
+
+// Serve serves SIP until ctx ends, then hangs up the calls still up (each
+// is handed back as a caller disconnect would be: its outcome is stored
+// first) and returns once they are done.
+func (e *Edge) Serve(ctx context.Context) error {
+	errc := make(chan error, 3)
+	go func() { errc <- e.srv.ServeUDP(e.udp) }()
+	go func() { errc <- e.srv.ServeTCP(e.tcp) }()
+	if e.tlsL != nil {
+		go func() { errc <- e.srv.ServeTLS(e.tlsL) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	e.calls.Range(func(_, v any) bool {
+		v.(*call).shutdown()
+		return true
+	})
+	done := make(chan struct{})
+	go func() { e.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		e.log.Warn("calls still up after 10s of shutdown")
+	}
+	e.close()
+	if e.ua != nil {
+		e.ua.Close()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (e *Edge) close() {
+	if e.udp != nil {
+		e.udp.Close()
+	}
+	if e.tcp != nil {
+		e.tcp.Close()
+	}
+	if e.tlsL != nil {
+		e.tlsL.Close()
+	}
+}
+
+// ActiveCalls returns how many calls the edge holds.
+func (e *Edge) ActiveCalls() int { return int(e.nCalls.Load()) }
+
+// onOptions answers keep-alive and capability probes.
+func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Supported", "timer"))
+	tx.Respond(res)
+}
+
+// respond sends a final (or provisional) response to req.
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, headers ...sip.Header) error {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	return tx.Respond(res)
+}
