@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,6 +22,8 @@ sip:
   listen: 127.0.0.1:0
   rtpPorts: {min: %d, max: %d}
   digestAlgorithms: [MD5, SHA-256]  # SIPp answers only the first challenge, and only MD5
+  rtpTimeout: 2s     # SIPp sends no RTP unless told to: a call left alone ends after 2 s
+  answerDelay: 300ms # ring before answering, so a CANCEL can come first
 tenants:
   - id: acme
     sip: {user: acme, allow: [127.0.0.0/8]}
@@ -41,6 +44,10 @@ tenants:
       users: [{username: ivr, password: s3cret-pass}]
     agents:
       - menu: {digitTimeout: 0s, default: {transferType: SYSTEM, taskName: authenticated}}
+  - id: solo
+    sip: {user: solo, allow: [127.0.0.0/8], maxCalls: 1}
+    agents:
+      - menu: {digitTimeout: 10s, choices: {"9": {transferType: AGENT}}, default: {transferType: SYSTEM}}
   - id: strict
     sip: {user: strict, allow: [127.0.0.2/32]}
     agents:
@@ -61,6 +68,11 @@ type gateway struct {
 
 var sipListening = regexp.MustCompile(`Switchback SIP on (\S+)`)
 
+// sippMediaPort hands each SIPp run its own media ports.
+var sippMediaPort atomic.Int64
+
+func init() { sippMediaPort.Store(int64(40000 + (os.Getpid()%100)*100)) }
+
 // rtpBase spreads the RTP ports of the gateways started by one test run.
 var rtpBase = 30000 + (os.Getpid()%50)*200
 
@@ -71,7 +83,7 @@ func startGateway(t *testing.T) *gateway {
 	rtpBase += 200
 	writeFile(t, cfg, fmt.Sprintf(sipConfig, filepath.Join(dir, "sb.db"), rtpBase, rtpBase+199))
 	g := &gateway{dir: dir, keys: map[string]credentials{}}
-	for _, tenant := range []string{"acme", "secure", "strict"} {
+	for _, tenant := range []string{"acme", "secure", "solo", "strict"} {
 		out := cli(t, dir, "keys", "create", "--config", cfg, "--tenant", tenant)
 		m := keyLines.FindStringSubmatch(out)
 		g.keys[tenant] = credentials{m[1], m[2]}
@@ -115,7 +127,11 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 		t.Fatal(err)
 	}
 	text := string(body)
+	defaults := map[string]string{"EXTRA_HEADER": "X-Test: 1", "PAUSE_MS": "800"}
 	for k, v := range replace {
+		text = strings.ReplaceAll(text, k, v)
+	}
+	for k, v := range defaults {
 		text = strings.ReplaceAll(text, k, v)
 	}
 	sf := filepath.Join(dir, scenario)
@@ -125,12 +141,17 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
-		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(rtpBase+150), "-timeout", "30s", "-timeout_error",
-		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"), "-nostdin", g.sip)
+		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"), "-nostdin", g.sip)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
-	return err == nil, string(out) + string(errs)
+	msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
+	if len(msgs) > 6000 {
+		msgs = msgs[len(msgs)-6000:]
+	}
+	return err == nil, string(out) + string(errs) + "\n--- last SIP messages ---\n" + string(msgs)
 }
 
 func TestSIPTransferHandedBackByBYE(t *testing.T) {
@@ -265,6 +286,116 @@ func TestINVITERefusals(t *testing.T) {
 	}
 	if r := g.get(t, "acme", "mine"); r.str("status") != "ACTIVE" {
 		t.Fatalf("refused calls changed a transfer: %s", r.raw)
+	}
+}
+
+func TestLateOffer(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"late-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"}}`)
+	if ok, out := g.sipp(t, "late_offer.xml", nil, "X-ASAPP-CallTransferId: late-1", "acme"); !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	if r := g.get(t, "acme", "late-1"); r.str("status") != "COMPLETED" {
+		t.Fatalf("after a late-offer call: %s", r.raw)
+	}
+}
+
+func TestInDialogRequestsAndINFODigits(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"dlg-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"menu","inputVariables":{"accountNumber":"77"}}}`)
+	if ok, out := g.sipp(t, "in_dialog.xml", nil, "X-ASAPP-CallTransferId: dlg-1", "acme"); !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	r := g.get(t, "acme", "dlg-1")
+	oc, _ := r.body["outputContext"].(map[string]any)
+	if r.str("status") != "COMPLETED" || oc["transferType"] != "AGENT" {
+		t.Fatalf("after pressing 1 by INFO: %s", r.raw)
+	}
+}
+
+func TestOPTIONSAndSessionInterval(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	if ok, out := g.sipp(t, "options.xml", nil, "-", "acme"); !ok {
+		t.Fatalf("OPTIONS: %s", out)
+	}
+	g.create(t, "acme", `{"id":"se-1","externalConversationId":"c","type":"SIP"}`)
+	if ok, out := g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "422", "EXTRA_HEADER": "Session-Expires: 30"},
+		"X-ASAPP-CallTransferId: se-1", "acme"); !ok {
+		t.Fatalf("Session-Expires 30 not refused with 422: %s", out)
+	}
+	if r := g.get(t, "acme", "se-1"); r.str("status") != "ACTIVE" {
+		t.Fatalf("a refused call used the transfer: %s", r.raw)
+	}
+}
+
+func TestNoRTPEndsTheCall(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"quiet-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"menu"}}`)
+	start := time.Now()
+	if ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-ASAPP-CallTransferId: quiet-1", "acme"); !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	if el := time.Since(start); el < 2*time.Second {
+		t.Fatalf("BYE after %v, before the 2 s RTP timeout", el)
+	}
+	r := g.get(t, "acme", "quiet-1")
+	if oc, _ := r.body["outputContext"].(map[string]any); r.str("status") != "COMPLETED" || oc["transferType"] != "CALLER_DISCONNECT" {
+		t.Fatalf("after the RTP timeout: %s", r.raw)
+	}
+}
+
+func TestCANCELWhileRingingLeavesTheTransferActive(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", `{"id":"cxl-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"}}`)
+	if ok, out := g.sipp(t, "cancel.xml", nil, "X-ASAPP-CallTransferId: cxl-1", "acme"); !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	time.Sleep(500 * time.Millisecond) // past the ring time: a late match would show now
+	if r := g.get(t, "acme", "cxl-1"); r.str("status") != "ACTIVE" {
+		t.Fatalf("after CANCEL: %s", r.raw)
+	}
+	// The transfer is still good for the next attempt.
+	if ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-ASAPP-CallTransferId: cxl-1", "acme"); !ok {
+		t.Fatalf("call after the CANCEL: %s", out)
+	}
+	if r := g.get(t, "acme", "cxl-1"); r.str("status") != "COMPLETED" {
+		t.Fatalf("after the second attempt: %s", r.raw)
+	}
+}
+
+func TestConcurrentCallLimit(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "solo", `{"id":"one","externalConversationId":"c","type":"SIP"}`)
+	g.create(t, "solo", `{"id":"two","externalConversationId":"c","type":"SIP"}`)
+	first := make(chan string, 1)
+	go func() {
+		ok, out := g.sipp(t, "caller_hangup.xml", map[string]string{"PAUSE_MS": "1500"}, "X-ASAPP-CallTransferId: one", "solo")
+		if !ok {
+			first <- out
+		}
+		close(first)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.get(t, "solo", "one").str("status") != "ONGOING" {
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never got going")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, out := g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "486"}, "X-ASAPP-CallTransferId: two", "solo"); !ok {
+		t.Fatalf("second call over the limit not refused with 486: %s", out)
+	}
+	if out, bad := <-first; bad {
+		t.Fatalf("first call: %s", out)
+	}
+	if r := g.get(t, "solo", "two"); r.str("status") != "ACTIVE" {
+		t.Fatalf("the refused call used its transfer: %s", r.raw)
 	}
 }
 

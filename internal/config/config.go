@@ -65,8 +65,12 @@ type SIP struct {
 	Realm           string    `yaml:"realm"`           // digest realm; default DefaultSIPRealm
 	RTPPorts        PortRange `yaml:"rtpPorts"`        // default DefaultRTPPortMin to DefaultRTPPortMax
 	RTPTimeout      Duration  `yaml:"rtpTimeout"`      // no RTP for this long ends a call as a caller disconnect; default DefaultRTPTimeout
-	SessionExpires  Duration  `yaml:"sessionExpires"`  // RFC 4028 interval asked for; at least MinSessionExpires; default DefaultSessionExpires
-	NonceTTL        Duration  `yaml:"nonceTTL"`        // digest nonce lifetime; default DefaultNonceTTL
+	// AnswerDelay is how long an INVITE rings (180) before it is matched
+	// and answered; default 0, answer at once. A CANCEL while it rings
+	// leaves the transfer ACTIVE.
+	AnswerDelay    Duration `yaml:"answerDelay"`
+	SessionExpires Duration `yaml:"sessionExpires"` // RFC 4028 interval asked for; at least MinSessionExpires; default DefaultSessionExpires
+	NonceTTL       Duration `yaml:"nonceTTL"`       // digest nonce lifetime; default DefaultNonceTTL
 	// DigestAlgorithms are the digest challenges offered, in this order;
 	// default SHA-256 then MD5 (RFC 8760). Put MD5 first for clients that
 	// read only the first challenge and know only MD5.

@@ -520,7 +520,7 @@ func TestLoadSIPErrors(t *testing.T) {
 			name: "unknown key of sip",
 			file: "sip:\n  listen: :5060\n  realms: x\n",
 			want: []string{"switchback.yaml:3: sip.realms: unknown field; " +
-				"known fields here are digestAlgorithms, externalAddress, listen, nonceTTL, realm, rtpPorts, rtpTimeout, sessionExpires, tls, trunks"},
+				"known fields here are answerDelay, digestAlgorithms, externalAddress, listen, nonceTTL, realm, rtpPorts, rtpTimeout, sessionExpires, tls, trunks"},
 		},
 		{
 			name: "unknown key of the rtp ports",

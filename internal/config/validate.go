@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchback/switchback"
 )
@@ -264,6 +265,9 @@ func (c Config) validateSIP(p *problems) {
 			p.add(fmt.Sprintf("sip.digestAlgorithms[%d]", i), "%s is listed twice", alg)
 		}
 		seen[alg] = true
+	}
+	if s.AnswerDelay < 0 || s.AnswerDelay.Duration() > 10*time.Second {
+		p.add("sip.answerDelay", "must be between 0s and 10s")
 	}
 	if s.NonceTTL <= 0 {
 		p.add("sip.nonceTTL", "must be positive")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -68,6 +69,31 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if params, err = media.Negotiate(offer, codecs); err != nil {
 			respond(tx, req, 488, "Not Acceptable Here")
 			return
+		}
+	}
+
+	// RFC 4028 §6: a session interval below our minimum is refused with
+	// the minimum we take.
+	if st := sessionTimer(req); st.interval > 0 && st.interval < minSE {
+		respond(tx, req, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(minSE/time.Second))))
+		return
+	}
+
+	// Ring first if so configured: a CANCEL while ringing leaves the
+	// transfer ACTIVE for the next attempt.
+	if d := e.cfg.AnswerDelay.Duration(); d > 0 {
+		cancelled := make(chan struct{})
+		var once sync.Once
+		if !tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) }) {
+			return // cancelled already
+		}
+		respond(tx, req, 180, "Ringing")
+		select {
+		case <-cancelled:
+			return
+		case <-tx.Done():
+			return
+		case <-time.After(d):
 		}
 	}
 
