@@ -112,7 +112,7 @@ func (e *Edge) knownSource(ip netip.Addr) bool {
 // and dropped, unless some tenant or trunk accepts digest credentials from
 // anywhere. Returning an error would stop the listener: never do.
 func (e *Edge) readFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
-	if e.openToAll || props.Transport != "udp" {
+	if e.openToAll || !strings.EqualFold(props.Transport, "udp") {
 		return data, nil
 	}
 	ua, ok := props.RemoteAddr.(*net.UDPAddr)
