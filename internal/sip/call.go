@@ -2,6 +2,8 @@ package sip
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -52,6 +54,18 @@ func newCall(e *Edge, t *switchback.Transfer, d *sipgo.DialogServerSession, m *m
 // session every interval, or the call is considered gone.
 type timerState struct {
 	interval time.Duration // 0: no session timer
+	// weRefresh is set when the caller asked us to refresh (refresher=uas):
+	// we send an UPDATE every half interval, else the caller must refresh.
+	weRefresh bool
+}
+
+// header is the Session-Expires value of our responses.
+func (t timerState) header() string {
+	refresher := "uac"
+	if t.weRefresh {
+		refresher = "uas"
+	}
+	return strconv.Itoa(int(t.interval/time.Second)) + ";refresher=" + refresher
 }
 
 // minSE is the smallest session interval accepted (RFC 4028 §4).
@@ -66,12 +80,19 @@ func sessionTimer(req *sip.Request) timerState {
 	if h == nil {
 		return timerState{}
 	}
-	v, _, _ := strings.Cut(h.Value(), ";")
+	v, params, _ := strings.Cut(h.Value(), ";")
 	secs, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || secs <= 0 {
 		return timerState{}
 	}
-	return timerState{interval: time.Duration(secs) * time.Second}
+	st := timerState{interval: time.Duration(secs) * time.Second}
+	for _, p := range strings.Split(params, ";") {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "refresher") && strings.EqualFold(strings.TrimSpace(val), "uas") {
+			st.weRefresh = true
+		}
+	}
+	return st
 }
 
 // hangup records that the call is gone, and who ended it.
@@ -107,7 +128,12 @@ func (c *call) run() {
 
 	var expiry <-chan time.Time
 	var expiryTimer *time.Timer
-	if c.timer.interval > 0 {
+	var refresh <-chan time.Time
+	if c.timer.interval > 0 && c.timer.weRefresh {
+		t := time.NewTicker(c.timer.interval / 2)
+		defer t.Stop()
+		refresh = t.C
+	} else if c.timer.interval > 0 {
 		expiryTimer = time.NewTimer(refreshDeadline(c.timer.interval))
 		defer expiryTimer.Stop()
 		expiry = expiryTimer.C
@@ -142,6 +168,14 @@ func (c *call) run() {
 			if expiryTimer != nil {
 				expiryTimer.Reset(refreshDeadline(c.timer.interval))
 			}
+		case <-refresh:
+			if err := c.sendRefresh(); err != nil {
+				c.log.Info("session refresh failed; ending the call", "err", err)
+				c.hangup("session-timer")
+				c.endByCaller(cancel)
+				c.bye()
+				return
+			}
 		case <-c.stopping:
 			c.log.Warn("shutting down: ending the call as a caller disconnect")
 			c.hangup("shutdown")
@@ -150,6 +184,28 @@ func (c *call) run() {
 			return
 		}
 	}
+}
+
+// sendRefresh refreshes the session with an UPDATE without SDP (RFC 4028
+// §7.4 and RFC 3311), as the refresher the caller made us.
+func (c *call) sendRefresh() error {
+	contact := c.dialog.InviteRequest.Contact()
+	if contact == nil {
+		return errors.New("the caller gave no Contact")
+	}
+	req := sip.NewRequest(sip.UPDATE, contact.Address)
+	req.AppendHeader(sip.NewHeader("Session-Expires", c.timer.header()))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	defer cancel()
+	res, err := c.dialog.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("UPDATE answered %d", res.StatusCode)
+	}
+	return nil
 }
 
 // refreshDeadline is when a session whose refresher is the caller is
@@ -281,7 +337,7 @@ func (c *call) modify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res.AppendHeader(&c.e.dialogUA.ContactHDR)
 	if c.timer.interval > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(c.timer.interval/time.Second))+";refresher=uac"))
+		res.AppendHeader(sip.NewHeader("Session-Expires", c.timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	tx.Respond(res)

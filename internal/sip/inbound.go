@@ -207,7 +207,7 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, t *switchback.
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if c.timer.interval > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(c.timer.interval/time.Second))+";refresher=uac"))
+		res.AppendHeader(sip.NewHeader("Session-Expires", c.timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	if err := dialog.WriteResponse(res); err != nil {

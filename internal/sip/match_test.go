@@ -3,6 +3,7 @@ package sip
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
@@ -120,4 +121,35 @@ func FuzzTransferID(f *testing.F) {
 			t.Fatalf("dialled %q", n)
 		}
 	})
+}
+
+func TestSessionTimer(t *testing.T) {
+	tests := []struct {
+		header string
+		want   string // header() of the result, or "" for no timer
+	}{
+		{"", ""},
+		{"Session-Expires: 1800\r\n", "1800;refresher=uac"},
+		{"Session-Expires: 1800;refresher=uac\r\n", "1800;refresher=uac"},
+		{"Session-Expires: 600; refresher=UAS\r\n", "600;refresher=uas"},
+		{"x: 90;refresher=uas\r\n", "90;refresher=uas"},
+		{"Session-Expires: soon\r\n", ""},
+		{"Session-Expires: -5\r\n", ""},
+	}
+	for _, tt := range tests {
+		st := sessionTimer(invite(t, "sip:demo@127.0.0.1", tt.header))
+		got := ""
+		if st.interval > 0 {
+			got = st.header()
+		}
+		if got != tt.want {
+			t.Errorf("%q: %q, want %q", tt.header, got, tt.want)
+		}
+	}
+	if d := refreshDeadline(90 * time.Second); d != 60*time.Second {
+		t.Errorf("deadline of 90 s = %v, want 60 s (RFC 4028 §10)", d)
+	}
+	if d := refreshDeadline(1800 * time.Second); d != 1768*time.Second {
+		t.Errorf("deadline of 1800 s = %v, want 1768 s", d)
+	}
 }
