@@ -1,6 +1,7 @@
 // Command switchback is the Switchback call-transfer gateway: the server
-// (serve), administration of its store (keys, numbers) and a client for its
-// API (transfers).
+// (serve), administration of its store (keys, numbers), a client for its
+// API (transfers), a test softphone (call) and a self-contained demo of the
+// whole round trip (demo).
 package main
 
 import (
@@ -33,6 +34,8 @@ Usage:
   switchback keys create|revoke|list          manage API keys in the store
   switchback numbers list|add|remove          manage the temporary-number pool
   switchback config example                   print a commented example config
+  switchback call [flags] TARGET              call a gateway from a softphone
+  switchback demo [--phone-number]            a whole transfer round trip, in-process
 
 Run "switchback COMMAND -h" for a command's flags.
 `
@@ -56,6 +59,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runNumbers(ctx, rest, getenv, stdout, stderr)
 	case "config":
 		return runConfig(rest, stdout)
+	case "call":
+		return runCall(ctx, rest, getenv, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -76,6 +76,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer store.Close()
 
+	if err := loadPool(ctx, cfg, store, log); err != nil {
+		return err
+	}
+	if err := ensureDemoKey(ctx, cfg, store, stdout); err != nil {
+		return err
+	}
+	g, err := listenGateway(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	return g.serve(ctx, func() {
+		log.Info("switchback serving", "api", "http://"+g.apiAddr().String(), "sip", g.edge.Addr().String(), "store", cfg.Store.Driver)
+		// SIP first: a script that waits for the API line then has both.
+		fmt.Fprintf(stdout, "Switchback SIP on %s (UDP and TCP)\n", g.edge.Addr())
+		fmt.Fprintf(stdout, "Switchback API on http://%s (store: %s)\n", g.apiAddr(), cfg.Store.Driver)
+	})
+}
+
+// loadPool adds the configured numbers the store's pool does not have yet.
+func loadPool(ctx context.Context, cfg config.Config, store switchback.Store, log *slog.Logger) error {
 	numbers, err := cfg.PoolNumbers()
 	if err != nil {
 		return err
@@ -85,10 +105,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	} else if added > 0 {
 		log.Info("added numbers to the pool", "count", added)
 	}
-	if err := ensureDemoKey(ctx, cfg, store, stdout); err != nil {
-		return err
-	}
+	return nil
+}
 
+// gateway is Switchback on an open store, with its API and SIP listeners
+// bound: what serve runs, and what demo runs in-process.
+type gateway struct {
+	log  *slog.Logger
+	svc  *transfer.Service
+	edge *sipedge.Edge
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// listenGateway builds the transfer service, the API and the SIP edge on
+// store, and binds the configured API and SIP addresses.
+func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) (*gateway, error) {
 	svc := transfer.New(transfer.Options{
 		Store: store, Log: log,
 		Policy: func(id string) (transfer.Policy, bool) {
@@ -111,41 +143,51 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	agents, err := agent.Load(cfg.Tenants)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Agents: agents, Log: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := edge.Listen(); err != nil {
-		return err
+		return nil, err
 	}
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
-		return fmt.Errorf("api.listen: %w", err)
+		return nil, fmt.Errorf("api.listen: %w", err)
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return &gateway{log: log, svc: svc, edge: edge, ln: ln, srv: srv}, nil
+}
 
+// apiAddr is the address the API is served on.
+func (g *gateway) apiAddr() net.Addr { return g.ln.Addr() }
+
+// serve runs the gateway, calling ready once it serves, until ctx ends;
+// then the API finishes the requests in flight and the SIP edge the calls
+// still up.
+func (g *gateway) serve(ctx context.Context, ready func()) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	expiryDone := make(chan error, 1)
-	go func() { expiryDone <- svc.Run(runCtx) }()
+	go func() { expiryDone <- g.svc.Run(runCtx) }()
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ln) }()
+	go func() { serveDone <- g.srv.Serve(g.ln) }()
 	sipDone := make(chan error, 1)
-	go func() { sipDone <- edge.Serve(runCtx) }()
-	log.Info("switchback serving", "api", "http://"+ln.Addr().String(), "sip", edge.Addr().String(), "store", cfg.Store.Driver)
-	fmt.Fprintf(stdout, "Switchback API on http://%s (store: %s)\n", ln.Addr(), cfg.Store.Driver)
-	fmt.Fprintf(stdout, "Switchback SIP on %s (UDP and TCP)\n", edge.Addr())
+	go func() { sipDone <- g.edge.Serve(runCtx) }()
+	if ready != nil {
+		ready()
+	}
 
+	var err error
 	select {
 	case err = <-serveDone:
 	case <-ctx.Done():
 		shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
 		defer done()
-		err = srv.Shutdown(shutdown)
+		err = g.srv.Shutdown(shutdown)
 	}
 	cancel()
 	if serr := <-sipDone; serr != nil && err == nil {
@@ -155,7 +197,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	log.Info("switchback stopped")
+	g.log.Info("switchback stopped")
 	return err
 }
 

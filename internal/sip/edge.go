@@ -98,15 +98,23 @@ func (e *Edge) Listen() error {
 	if err != nil {
 		return fmt.Errorf("sip.listen: %w", err)
 	}
-	if e.udp, err = net.ListenPacket("udp", e.cfg.Listen); err != nil {
-		return fmt.Errorf("sip.listen: %w", err)
-	}
-	if port == "0" {
-		port = strconv.Itoa(e.udp.LocalAddr().(*net.UDPAddr).Port)
-	}
-	if e.tcp, err = net.Listen("tcp", net.JoinHostPort(host, port)); err != nil {
+	// With port 0 the UDP port is chosen first and TCP must get the same
+	// one; another socket may hold it for TCP, so try a few.
+	for attempt := 0; ; attempt++ {
+		if e.udp, err = net.ListenPacket("udp", e.cfg.Listen); err != nil {
+			return fmt.Errorf("sip.listen: %w", err)
+		}
+		p := port
+		if p == "0" {
+			p = strconv.Itoa(e.udp.LocalAddr().(*net.UDPAddr).Port)
+		}
+		if e.tcp, err = net.Listen("tcp", net.JoinHostPort(host, p)); err == nil {
+			break
+		}
 		e.udp.Close()
-		return fmt.Errorf("sip.listen (tcp): %w", err)
+		if port != "0" || attempt == 9 {
+			return fmt.Errorf("sip.listen (tcp): %w", err)
+		}
 	}
 	if e.cfg.TLS.Listen != "" {
 		cert, err := tls.LoadX509KeyPair(e.cfg.TLS.CertFile, e.cfg.TLS.KeyFile)
@@ -231,6 +239,9 @@ func (e *Edge) ActiveCalls() int { return int(e.nCalls.Load()) }
 
 // onOptions answers keep-alive and capability probes.
 func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if !validate(req, tx) {
+		return
+	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
@@ -238,11 +249,32 @@ func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	tx.Respond(res)
 }
 
-// respond sends a final (or provisional) response to req.
+// respond sends a final (or provisional) response to req. A response that
+// cannot be sent is logged: the peer will retransmit, or give up.
 func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, headers ...sip.Header) error {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.SipVersion = "SIP/2.0"
 	for _, h := range headers {
 		res.AppendHeader(h)
 	}
-	return tx.Respond(res)
+	err := tx.Respond(res)
+	if err != nil {
+		slog.Warn("send SIP response", "status", code, "call_id", callID(req), "err", err)
+	}
+	return err
+}
+
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func init() {
+	// sipgo refuses to send a UDP message over 1300 bytes and says so only
+	// with an error: a response echoing long Via and Record-Route headers
+	// would be lost. A datagram may be up to 64 KiB (IP fragments it);
+	// requests Switchback sends stay small.
+	sip.UDPMTUSize = 65000
 }

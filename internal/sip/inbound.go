@@ -19,6 +19,9 @@ var codecs = []media.Codec{media.PCMU, media.PCMA}
 
 // onInvite takes a new call, or a re-INVITE within one.
 func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if !validate(req, tx) {
+		return
+	}
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		e.onReinvite(req, tx)
 		return
@@ -247,6 +250,9 @@ func (e *Edge) onAck(req *sip.Request, tx sip.ServerTransaction) {
 
 // onBye is the caller hanging up.
 func (e *Edge) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if !validate(req, tx) {
+		return
+	}
 	c := e.callOf(req)
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
@@ -261,6 +267,9 @@ func (e *Edge) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInfo takes DTMF sent as SIP INFO.
 func (e *Edge) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	if !validate(req, tx) {
+		return
+	}
 	c := e.callOf(req)
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
@@ -280,6 +289,9 @@ func (e *Edge) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 
 // onUpdate refreshes the session, and may change the media (RFC 3311).
 func (e *Edge) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	if !validate(req, tx) {
+		return
+	}
 	c := e.callOf(req)
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
