@@ -213,4 +213,5 @@ status=0
 } >"$out/report.md" || status=$?
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
+BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
 exit "$status"
