@@ -113,27 +113,38 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
+	// The media ports come before the match, so running out of them
+	// refuses the call without using up its transfer.
+	sess, err := media.ListenRTP(e.bind, e.ports)
+	if err != nil {
+		release()
+		e.log.Warn("no RTP ports free; refusing the call", "err", err)
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return
+	}
+
 	// A CANCEL that came while we checked leaves the transfer ACTIVE.
 	select {
 	case <-tx.Done():
+		sess.Close()
 		release()
 		return
 	default:
 	}
 	var t *switchback.Transfer
-	var err error
 	if tenant != nil {
 		t, err = e.svc.Match(ctx, tenant.id, id)
 	} else {
 		t, err = e.svc.MatchNumber(ctx, number)
 	}
 	if err != nil {
+		sess.Close()
 		release()
 		e.refuse(tx, req, err)
 		return
 	}
 	log := e.log.With("tenant", t.TenantID, "transfer", t.ID, "call_id", req.CallID().Value())
-	c, err := e.answer(req, tx, t, offer, params, log)
+	c, err := e.answer(req, tx, t, sess, offer, params, log)
 	if err != nil {
 		release()
 		log.Warn("answer failed; the transfer ends as a caller disconnect", "err", err)
@@ -167,12 +178,7 @@ func (e *Edge) refuse(tx sip.ServerTransaction, req *sip.Request, err error) {
 
 // answer sets up the media and sends the 200 OK, and returns once the
 // caller has acknowledged it.
-func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, t *switchback.Transfer, offer *media.Offer, params media.Params, log loggerLike) (*call, error) {
-	sess, err := media.ListenRTP(e.bind, e.ports)
-	if err != nil {
-		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
-		return nil, err
-	}
+func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, t *switchback.Transfer, sess *media.Session, offer *media.Offer, params media.Params, log loggerLike) (*call, error) {
 	sess.InactivityTimeout = e.cfg.RTPTimeout.Duration()
 	origin := media.NewOrigin()
 	var desc media.Description
