@@ -393,7 +393,8 @@ var choiceKey = regexp.MustCompile(`^[0-9*#A-D]{1,8}$`)
 const maxCollectDigits = 64
 
 func validateAgents(p *problems, path string, agents []AgentConfig) {
-	// A tenant without agents is valid: its calls are refused with 480.
+	// A tenant without agents is valid: its calls are handed back at once
+	// (SYSTEM, its task unchanged), and the log says there was no agent.
 	tasks := make(map[string]int, len(agents))
 	for i, a := range agents {
 		apath := fmt.Sprintf("%s[%d]", path, i)

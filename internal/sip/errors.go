@@ -1,8 +1,6 @@
 package sip
 
 import (
-	"errors"
-
 	"github.com/switchback/switchback"
 )
 
@@ -38,6 +36,3 @@ func statusFor(err error) (status, bool) {
 	}
 	return s, s.code == 503 || s.code == 486
 }
-
-// errNoCommonCodec is an offer with no codec Switchback speaks.
-var errNoCommonCodec = errors.New("no common codec")

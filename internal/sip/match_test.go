@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestStatusTableCoversEveryCode(t *testing.T) {
 		{switchback.Errorf(switchback.EINVALID, "x"), 400, false},
 		{switchback.Errorf(switchback.ERATELIMIT, "x"), 486, true},
 		{switchback.Errorf(switchback.EUNPROCESSABLE, "x"), 488, false},
-		{errNoCommonCodec, 503, true},
+		{errors.New("the store went away"), 503, true},
 	} {
 		s, retry := statusFor(tt.err)
 		if s.code != tt.code || retry != tt.retry {

@@ -422,6 +422,9 @@ func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.
 		return nil, err
 	}
 	tx.afterCommit(func() { db.cache.put(t) })
+	if t.Type != switchback.TypePhoneNumber {
+		return t, nil // only PHONE_NUMBER transfers hold a number
+	}
 	return t, db.releaseNumber(ctx, tx, tenantID, id, now)
 }
 
