@@ -121,6 +121,8 @@ type Transfer struct {
 	ExpiresAt              time.Time
 	CallReceivedAt         time.Time // zero until a call is matched
 	CompletedAt            time.Time // zero until completed
+	// ReturnResult is how the hand-back went; nil until it is known.
+	ReturnResult *ReturnResult
 	// RequestHash identifies the create request that made the transfer, so a
 	// retry of the same request is told apart from a different one reusing the id.
 	RequestHash string
