@@ -47,6 +47,12 @@ type Store interface {
 	// ENOTFOUND when no unexpired ACTIVE transfer holds that number.
 	MatchNumber(ctx context.Context, e164 string, now time.Time) (*Transfer, error)
 
+	// NumberHolder names the unexpired ACTIVE transfer leasing number e164
+	// at now, without changing anything, so a call to the number can be
+	// admitted by its tenant's limits before the transfer is used up.
+	// ENOTFOUND when no such transfer holds it.
+	NumberHolder(ctx context.Context, e164 string, now time.Time) (TransferKey, error)
+
 	// CompleteTransfer moves a transfer ONGOING→COMPLETED with its output
 	// context, sets CompletedAt to now and erases the return password.
 	// ENOTFOUND; EGONE when it is not ONGOING.

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +50,8 @@ tenants:
     sip: {user: solo, allow: [127.0.0.0/8], maxCalls: 1}
     agents:
       - menu: {digitTimeout: 10s, choices: {"9": {transferType: AGENT}}, default: {transferType: SYSTEM}}
+  - id: bare   # no agents: its calls go straight back
+    sip: {user: bare, allow: [127.0.0.0/8]}
   - id: strict
     sip: {user: strict, allow: [127.0.0.2/32]}
     agents:
@@ -83,7 +87,7 @@ func startGateway(t *testing.T) *gateway {
 	rtpBase += 200
 	writeFile(t, cfg, fmt.Sprintf(sipConfig, filepath.Join(dir, "sb.db"), rtpBase, rtpBase+199))
 	g := &gateway{dir: dir, keys: map[string]credentials{}}
-	for _, tenant := range []string{"acme", "secure", "solo", "strict"} {
+	for _, tenant := range []string{"acme", "secure", "solo", "strict", "bare"} {
 		out := cli(t, dir, "keys", "create", "--config", cfg, "--tenant", tenant)
 		m := keyLines.FindStringSubmatch(out)
 		g.keys[tenant] = credentials{m[1], m[2]}
@@ -193,6 +197,32 @@ func TestPSTNCallToALeasedNumber(t *testing.T) {
 	ok, out = g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "404"}, "X-Carrier: pstn", number)
 	if !ok {
 		t.Fatalf("a released number still answered: %s", out)
+	}
+}
+
+func TestTenantWithoutAgentGetsItsCallsBackAtOnce(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "bare", `{"id":"bare-1","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"billing"}}`)
+	if ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-ASAPP-CallTransferId: bare-1", "bare"); !ok {
+		t.Fatalf("sipp: %s\n%s", out, g.stderr)
+	}
+	r := g.get(t, "bare", "bare-1")
+	oc, _ := r.body["outputContext"].(map[string]any)
+	if r.str("status") != "COMPLETED" || oc["transferType"] != "SYSTEM" || oc["currentTaskName"] != "billing" {
+		t.Fatalf("a call to a tenant without agents: %s", r.raw)
+	}
+	// The SIP edge's gauges are scraped with the API's.
+	res, err := http.Get(g.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, want := range []string{"switchback_sip_calls 0", "switchback_sip_pending_invites 0", "switchback_sip_invites_shed_total 0"} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
@@ -371,8 +401,10 @@ func TestCANCELWhileRingingLeavesTheTransferActive(t *testing.T) {
 func TestConcurrentCallLimit(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
-	g.create(t, "solo", `{"id":"one","externalConversationId":"c","type":"SIP"}`)
-	g.create(t, "solo", `{"id":"two","externalConversationId":"c","type":"SIP"}`)
+	g.create(t, "solo", `{"id":"one","externalConversationId":"c1","type":"SIP"}`)
+	g.create(t, "solo", `{"id":"two","externalConversationId":"c2","type":"SIP"}`)
+	r := g.create(t, "solo", `{"id":"three","externalConversationId":"c3","type":"PHONE_NUMBER","phoneNumber":{"country":"US"}}`)
+	number := r.body["phoneNumber"].(map[string]any)["transferNumber"].(string)
 	first := make(chan string, 1)
 	go func() {
 		ok, out := g.sipp(t, "caller_hangup.xml", map[string]string{"PAUSE_MS": "1500"}, "X-ASAPP-CallTransferId: one", "solo")
@@ -391,11 +423,25 @@ func TestConcurrentCallLimit(t *testing.T) {
 	if ok, out := g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "486"}, "X-ASAPP-CallTransferId: two", "solo"); !ok {
 		t.Fatalf("second call over the limit not refused with 486: %s", out)
 	}
+	// A PSTN call counts against the same limit: its tenant is known from
+	// the number before the transfer is used.
+	if ok, out := g.sipp(t, "invite_refused.xml", map[string]string{"EXPECTED_STATUS": "486"}, "X-Carrier: pstn", number); !ok {
+		t.Fatalf("PSTN call over the limit not refused with 486: %s", out)
+	}
 	if out, bad := <-first; bad {
 		t.Fatalf("first call: %s", out)
 	}
-	if r := g.get(t, "solo", "two"); r.str("status") != "ACTIVE" {
-		t.Fatalf("the refused call used its transfer: %s", r.raw)
+	for _, id := range []string{"two", "three"} {
+		if r := g.get(t, "solo", id); r.str("status") != "ACTIVE" {
+			t.Fatalf("the refused call used its transfer: %s", r.raw)
+		}
+	}
+	// Once the first call is over, the number answers.
+	if ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-Carrier: pstn", number); !ok {
+		t.Fatalf("PSTN call under the limit: %s", out)
+	}
+	if r := g.get(t, "solo", "three"); r.str("status") != "COMPLETED" {
+		t.Fatalf("PSTN call under the limit: %s", r.raw)
 	}
 }
 

@@ -152,6 +152,14 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	if err := edge.Listen(); err != nil {
 		return nil, err
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_calls", Help: "Calls the SIP edge holds."},
+			func() float64 { return float64(edge.ActiveCalls()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_pending_invites", Help: "New INVITEs not yet answered or refused."},
+			func() float64 { return float64(edge.PendingInvites()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_invites_shed_total", Help: "INVITEs refused with 503 because sip.maxPendingInvites were in progress."},
+			func() float64 { return float64(edge.Shed()) }),
+	)
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

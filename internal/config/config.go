@@ -76,6 +76,17 @@ type SIP struct {
 	// read only the first challenge and know only MD5.
 	DigestAlgorithms []string `yaml:"digestAlgorithms,omitempty"`
 	Trunks           []Trunk  `yaml:"trunks"` // default: one trunk, "local", allowing the loopback addresses
+	// MaxPendingInvites is how many new INVITEs may be in progress (not yet
+	// answered or refused) at once; more are refused at once with 503 and
+	// Retry-After, so an overload sheds calls instead of slowing them all.
+	// Default DefaultMaxPendingInvites.
+	MaxPendingInvites int `yaml:"maxPendingInvites"`
+	// ReferTimeout is how long a REFER hand-back waits for the final
+	// NOTIFY before ending the call by BYE; default DefaultReferTimeout.
+	ReferTimeout Duration `yaml:"referTimeout"`
+	// ReturnTimeout is how long an INVITE hand-back waits for the return
+	// leg to answer before ending the call by BYE; default DefaultReturnTimeout.
+	ReturnTimeout Duration `yaml:"returnTimeout"`
 }
 
 // SIPTLS configures SIP over TLS. It is off unless Listen is set.
@@ -127,6 +138,9 @@ type TenantSIP struct {
 	Allow    []string  `yaml:"allow,omitempty"` // source IP addresses or CIDRs
 	Users    []SIPUser `yaml:"users,omitempty"` // digest credentials
 	MaxCalls int       `yaml:"maxCalls"`        // concurrent calls; default DefaultMaxCalls
+	// ReturnAuth answers the digest challenge of an INVITE hand-back when
+	// the transfer has no sip.returnInviteAuthentication of its own.
+	ReturnAuth SIPUser `yaml:"returnAuth"`
 }
 
 // AgentConfig says which agent answers a tenant's calls for one task.
@@ -210,17 +224,20 @@ const (
 
 	// A file's menus and collects get DefaultDigitTimeout and
 	// DefaultTerminator when they leave the key out (see Menu).
-	DefaultSIPListen      = "127.0.0.1:5060"
-	DefaultSIPRealm       = "switchback"
-	DefaultRTPPortMin     = 20000
-	DefaultRTPPortMax     = 20999
-	DefaultRTPTimeout     = 30 * time.Second
-	DefaultSessionExpires = 1800 * time.Second
-	DefaultNonceTTL       = 30 * time.Second
-	DefaultMaxCalls       = 100
-	DefaultDigitTimeout   = 5 * time.Second
-	DefaultMaxDigits      = 16
-	DefaultTerminator     = "#"
+	DefaultSIPListen         = "127.0.0.1:5060"
+	DefaultSIPRealm          = "switchback"
+	DefaultRTPPortMin        = 20000
+	DefaultRTPPortMax        = 20999
+	DefaultRTPTimeout        = 30 * time.Second
+	DefaultSessionExpires    = 1800 * time.Second
+	DefaultNonceTTL          = 30 * time.Second
+	DefaultMaxCalls          = 100
+	DefaultMaxPendingInvites = 1000
+	DefaultReferTimeout      = 30 * time.Second
+	DefaultReturnTimeout     = 30 * time.Second
+	DefaultDigitTimeout      = 5 * time.Second
+	DefaultMaxDigits         = 16
+	DefaultTerminator        = "#"
 )
 
 // MinSessionExpires is the smallest sip.sessionExpires accepted: RFC 4028
@@ -266,14 +283,17 @@ func Default() Config {
 		},
 		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval)},
 		SIP: SIP{
-			Listen:           DefaultSIPListen,
-			Realm:            DefaultSIPRealm,
-			RTPPorts:         PortRange{Min: DefaultRTPPortMin, Max: DefaultRTPPortMax},
-			RTPTimeout:       Duration(DefaultRTPTimeout),
-			SessionExpires:   Duration(DefaultSessionExpires),
-			NonceTTL:         Duration(DefaultNonceTTL),
-			DigestAlgorithms: []string{"SHA-256", "MD5"},
-			Trunks:           []Trunk{{Name: "local", Allow: loopback()}},
+			Listen:            DefaultSIPListen,
+			Realm:             DefaultSIPRealm,
+			RTPPorts:          PortRange{Min: DefaultRTPPortMin, Max: DefaultRTPPortMax},
+			RTPTimeout:        Duration(DefaultRTPTimeout),
+			SessionExpires:    Duration(DefaultSessionExpires),
+			NonceTTL:          Duration(DefaultNonceTTL),
+			DigestAlgorithms:  []string{"SHA-256", "MD5"},
+			Trunks:            []Trunk{{Name: "local", Allow: loopback()}},
+			MaxPendingInvites: DefaultMaxPendingInvites,
+			ReferTimeout:      Duration(DefaultReferTimeout),
+			ReturnTimeout:     Duration(DefaultReturnTimeout),
 		},
 		Tenants: []Tenant{demoTenant()},
 		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
@@ -367,6 +387,15 @@ func (s SIP) withDefaults() SIP {
 	}
 	if s.NonceTTL == 0 {
 		s.NonceTTL = Duration(DefaultNonceTTL)
+	}
+	if s.MaxPendingInvites == 0 {
+		s.MaxPendingInvites = DefaultMaxPendingInvites
+	}
+	if s.ReferTimeout == 0 {
+		s.ReferTimeout = Duration(DefaultReferTimeout)
+	}
+	if s.ReturnTimeout == 0 {
+		s.ReturnTimeout = Duration(DefaultReturnTimeout)
 	}
 	return s
 }

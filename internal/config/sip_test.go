@@ -345,6 +345,18 @@ func TestValidateTenantSIP(t *testing.T) {
 			},
 		},
 		{
+			name:   "return auth without a password",
+			mutate: func(c *Config) { c.Tenants[0].SIP.ReturnAuth = SIPUser{Username: "u"} },
+			want:   []string{`tenants[0].sip.returnAuth.password: required with a username`},
+		},
+		{
+			name: "timeouts out of range",
+			mutate: func(c *Config) {
+				c.SIP.ReferTimeout, c.SIP.ReturnTimeout, c.SIP.MaxPendingInvites = Duration(-1), Duration(time.Hour), -1
+			},
+			want: []string{`sip.maxPendingInvites: must be positive`, `sip.referTimeout: must be between 1ms and 10m`, `sip.returnTimeout: must be between 1ms and 10m`},
+		},
+		{
 			name:   "zero max calls",
 			mutate: func(c *Config) { c.Tenants[0].SIP.MaxCalls = 0 },
 			want:   []string{`tenants[0].sip.maxCalls: must be at least 1, got 0`},
@@ -520,7 +532,7 @@ func TestLoadSIPErrors(t *testing.T) {
 			name: "unknown key of sip",
 			file: "sip:\n  listen: :5060\n  realms: x\n",
 			want: []string{"switchback.yaml:3: sip.realms: unknown field; " +
-				"known fields here are answerDelay, digestAlgorithms, externalAddress, listen, nonceTTL, realm, rtpPorts, rtpTimeout, sessionExpires, tls, trunks"},
+				"known fields here are answerDelay, digestAlgorithms, externalAddress, listen, maxPendingInvites, nonceTTL, realm, referTimeout, returnTimeout, rtpPorts, rtpTimeout, sessionExpires, tls, trunks"},
 		},
 		{
 			name: "unknown key of the rtp ports",
@@ -540,7 +552,7 @@ func TestLoadSIPErrors(t *testing.T) {
 		{
 			name: "unknown key of a tenant's sip",
 			file: "tenants:\n  - id: a\n    sip: {allowed: [127.0.0.1]}\n",
-			want: []string{"switchback.yaml:3: tenants[0].sip.allowed: unknown field; known fields here are allow, maxCalls, user, users"},
+			want: []string{"switchback.yaml:3: tenants[0].sip.allowed: unknown field; known fields here are allow, maxCalls, returnAuth, user, users"},
 		},
 		{
 			name: "rtp port that is not a number",

@@ -272,6 +272,15 @@ func (c Config) validateSIP(p *problems) {
 	if s.NonceTTL <= 0 {
 		p.add("sip.nonceTTL", "must be positive")
 	}
+	if s.MaxPendingInvites < 0 {
+		p.add("sip.maxPendingInvites", "must be positive")
+	}
+	if s.ReferTimeout <= 0 || s.ReferTimeout.Duration() > 10*time.Minute {
+		p.add("sip.referTimeout", "must be between 1ms and 10m")
+	}
+	if s.ReturnTimeout <= 0 || s.ReturnTimeout.Duration() > 10*time.Minute {
+		p.add("sip.returnTimeout", "must be between 1ms and 10m")
+	}
 
 	names := make(map[string]int, len(s.Trunks))
 	for i, tr := range s.Trunks {
@@ -360,6 +369,11 @@ func validateTenantSIP(p *problems, path string, s TenantSIP, users map[string]s
 	validateUsers(p, path+".users", s.Users)
 	if s.MaxCalls < 1 {
 		p.add(path+".maxCalls", "must be at least 1, got %d", s.MaxCalls)
+	}
+	if ra := s.ReturnAuth; ra.Username != "" && ra.Password == "" {
+		p.add(path+".returnAuth.password", "required with a username")
+	} else if ra.Username == "" && ra.Password != "" {
+		p.add(path+".returnAuth.username", "required with a password")
 	}
 }
 

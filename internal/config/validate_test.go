@@ -343,14 +343,17 @@ func TestDefault(t *testing.T) {
 		t.Errorf("Default() = %+v", c)
 	}
 	wantSIP := SIP{
-		Listen:           "127.0.0.1:5060",
-		Realm:            "switchback",
-		RTPPorts:         PortRange{Min: 20000, Max: 20999},
-		RTPTimeout:       Duration(30 * time.Second),
-		SessionExpires:   Duration(1800 * time.Second),
-		NonceTTL:         Duration(30 * time.Second),
-		DigestAlgorithms: []string{"SHA-256", "MD5"},
-		Trunks:           []Trunk{{Name: "local", Allow: loopback}},
+		Listen:            "127.0.0.1:5060",
+		Realm:             "switchback",
+		RTPPorts:          PortRange{Min: 20000, Max: 20999},
+		RTPTimeout:        Duration(30 * time.Second),
+		SessionExpires:    Duration(1800 * time.Second),
+		NonceTTL:          Duration(30 * time.Second),
+		MaxPendingInvites: 1000,
+		ReferTimeout:      Duration(30 * time.Second),
+		ReturnTimeout:     Duration(30 * time.Second),
+		DigestAlgorithms:  []string{"SHA-256", "MD5"},
+		Trunks:            []Trunk{{Name: "local", Allow: loopback}},
 	}
 	if !reflect.DeepEqual(c.SIP, wantSIP) {
 		t.Errorf("Default().SIP = %+v, want %+v", c.SIP, wantSIP)

@@ -182,3 +182,18 @@ func (db *DB) PoolSummaries(ctx context.Context, now time.Time) ([]switchback.Po
 	}
 	return sums, nil
 }
+
+// NumberHolder implements switchback.Store.
+func (db *DB) NumberHolder(ctx context.Context, e164 string, now time.Time) (switchback.TransferKey, error) {
+	var k switchback.TransferKey
+	var expires int64
+	err := db.pool.QueryRow(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		WHERE transfer_number = $1 AND status = 'ACTIVE' AND expires_at > $2`, e164, micros(now)).Scan(&k.TenantID, &k.ID, &expires)
+	if notFound(err) {
+		return k, switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds number %s", e164)
+	} else if err != nil {
+		return k, fmt.Errorf("number holder: %w", err)
+	}
+	k.ExpiresAt = fromMicros(expires)
+	return k, nil
+}

@@ -59,12 +59,15 @@ func newAccess(name, field string, allow []string, users []config.SIPUser) (acce
 
 func (e *Edge) loadAccess(c config.Config) error {
 	e.tenants = map[string]*tenantAccess{}
+	e.tenantsByID = map[string]*tenantAccess{}
 	for i, t := range c.Tenants {
 		a, err := newAccess("tenant "+t.ID, fmt.Sprintf("tenants[%d].sip", i), t.SIP.Allow, t.SIP.Users)
 		if err != nil {
 			return err
 		}
-		e.tenants[t.SIP.User] = &tenantAccess{access: a, id: t.ID, maxCalls: int64(t.SIP.MaxCalls)}
+		ta := &tenantAccess{access: a, id: t.ID, maxCalls: int64(t.SIP.MaxCalls)}
+		e.tenants[t.SIP.User] = ta
+		e.tenantsByID[t.ID] = ta
 		if len(a.allow) == 0 && len(a.users) > 0 {
 			e.openToAll = true
 		}

@@ -48,7 +48,10 @@ type Edge struct {
 	log     *slog.Logger
 	auth    *digest.Authenticator
 	tenants map[string]*tenantAccess // by the user part of their static URI
-	trunks  []*access
+	// tenantsByID are the same, by tenant id: a PSTN call's tenant is
+	// known from the transfer holding the dialled number.
+	tenantsByID map[string]*tenantAccess
+	trunks      []*access
 	// openToAll is set when some tenant or trunk takes digest credentials
 	// from any address, so the read filter cannot drop unknown sources.
 	openToAll bool
@@ -69,6 +72,10 @@ type Edge struct {
 	calls   sync.Map // dialog id -> *call
 	running sync.WaitGroup
 	nCalls  atomic.Int64
+
+	maxPending int64
+	pending    atomic.Int64 // new INVITEs not yet answered or refused
+	shed       atomic.Int64 // INVITEs refused by the pending limit
 }
 
 // New builds an Edge from the configuration. Call Listen, then Serve.
@@ -77,11 +84,12 @@ func New(o Options) (*Edge, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	e := &Edge{
-		cfg:    o.Config.SIP,
-		svc:    o.Transfers,
-		agents: o.Agents,
-		log:    o.Log,
-		ports:  media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
+		cfg:        o.Config.SIP,
+		svc:        o.Transfers,
+		agents:     o.Agents,
+		log:        o.Log,
+		ports:      media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
+		maxPending: int64(o.Config.SIP.MaxPendingInvites),
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
 	}
@@ -104,6 +112,9 @@ func (e *Edge) Listen() error {
 		if e.udp, err = net.ListenPacket("udp", e.cfg.Listen); err != nil {
 			return fmt.Errorf("sip.listen: %w", err)
 		}
+		// A burst of requests waits in the socket while the reader is
+		// busy; the kernel caps this at net.core.rmem_max.
+		e.udp.(*net.UDPConn).SetReadBuffer(udpReadBuffer)
 		p := port
 		if p == "0" {
 			p = strconv.Itoa(e.udp.LocalAddr().(*net.UDPAddr).Port)
@@ -233,6 +244,16 @@ func (e *Edge) close() {
 		e.tlsL.Close()
 	}
 }
+
+// udpReadBuffer is the receive buffer asked for the SIP UDP socket.
+const udpReadBuffer = 8 << 20
+
+// Shed returns how many new INVITEs were refused because too many were in
+// progress (sip.maxPendingInvites).
+func (e *Edge) Shed() int64 { return e.shed.Load() }
+
+// PendingInvites returns how many new INVITEs are in progress.
+func (e *Edge) PendingInvites() int64 { return e.pending.Load() }
 
 // ActiveCalls returns how many calls the edge holds.
 func (e *Edge) ActiveCalls() int { return int(e.nCalls.Load()) }

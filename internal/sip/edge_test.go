@@ -153,3 +153,40 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
+
+func rawInvite(callID string) string {
+	return "INVITE sip:demo@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP LOCAL;branch=z9hG4bK-" + callID + "\r\n" +
+		"From: <sip:ivr@127.0.0.2>;tag=1\r\nTo: <sip:demo@127.0.0.1>\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n" +
+		"Contact: <sip:ivr@LOCAL>\r\nX-ASAPP-CallTransferId: t-" + callID + "\r\nContent-Length: 0\r\n\r\n"
+}
+
+func TestTooManyPendingInvitesAreShed(t *testing.T) {
+	e := startEdge(t, func(c *config.Config) {
+		c.SIP.MaxPendingInvites = 1
+		c.SIP.AnswerDelay = config.Duration(time.Second) // the first INVITE rings, pending
+	})
+	to := net.UDPAddrFromAddrPort(e.Addr())
+	if got := exchange(t, "127.0.0.2", to, rawInvite("p1")); got != "SIP/2.0 100 Trying" {
+		t.Fatalf("first INVITE got %q", got)
+	}
+	if got := exchange(t, "127.0.0.2", to, rawInvite("p2")); got != "SIP/2.0 503 Service Unavailable" {
+		t.Fatalf("INVITE over the pending limit got %q, want 503", got)
+	}
+	if e.Shed() != 1 {
+		t.Fatalf("shed = %d", e.Shed())
+	}
+	// Once the first is refused (its transfer does not exist), INVITEs are
+	// taken again.
+	deadline := time.Now().Add(3 * time.Second)
+	for e.PendingInvites() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending = %d after the first INVITE ended", e.PendingInvites())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := exchange(t, "127.0.0.2", to, rawInvite("p3")); got != "SIP/2.0 100 Trying" {
+		t.Fatalf("INVITE after the burst got %q", got)
+	}
+}

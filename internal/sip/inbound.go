@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -26,6 +27,16 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		e.onReinvite(req, tx)
 		return
 	}
+	// Shed load before doing any work: past the limit of INVITEs in
+	// progress, each new one costs one response (RFC 3261 §21.5.4).
+	if n := e.pending.Add(1); n > e.maxPending {
+		e.pending.Add(-1)
+		e.shed.Add(1)
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	answered := sync.OnceFunc(func() { e.pending.Add(-1) })
+	defer answered()
 	respond(tx, req, 100, "Trying")
 	ctx := context.Background()
 
@@ -49,6 +60,19 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	} else if number = dialledNumber(req); number != "" {
 		if e.trunkFor(ctx, req, tx) != passed {
 			return
+		}
+		// The transfer holding the number names the tenant, whose limits
+		// apply before the transfer is used up.
+		k, err := e.svc.NumberHolder(ctx, number)
+		if err != nil {
+			e.refuse(tx, req, err)
+			return
+		}
+		id = k.ID
+		tenant = e.tenantsByID[k.TenantID]
+		if tenant == nil {
+			// A tenant no longer configured: no limits to apply.
+			tenant = &tenantAccess{id: k.TenantID, maxCalls: math.MaxInt64}
 		}
 	} else {
 		respond(tx, req, 404, "Not Found")
@@ -100,18 +124,12 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
-	if tenant != nil {
-		if n := tenant.calls.Add(1); n > tenant.maxCalls {
-			tenant.calls.Add(-1)
-			respond(tx, req, 486, "Busy Here", sip.NewHeader("Retry-After", "5"))
-			return
-		}
+	if n := tenant.calls.Add(1); n > tenant.maxCalls {
+		tenant.calls.Add(-1)
+		respond(tx, req, 486, "Busy Here", sip.NewHeader("Retry-After", "5"))
+		return
 	}
-	release := func() {
-		if tenant != nil {
-			tenant.calls.Add(-1)
-		}
-	}
+	release := func() { tenant.calls.Add(-1) }
 
 	// The media ports come before the match, so running out of them
 	// refuses the call without using up its transfer.
@@ -131,12 +149,7 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	default:
 	}
-	var t *switchback.Transfer
-	if tenant != nil {
-		t, err = e.svc.Match(ctx, tenant.id, id)
-	} else {
-		t, err = e.svc.MatchNumber(ctx, number)
-	}
+	t, err := e.svc.Match(ctx, tenant.id, id)
 	if err != nil {
 		sess.Close()
 		release()
@@ -151,6 +164,7 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		e.completeDisconnected(t, log)
 		return
 	}
+	answered()
 	e.running.Add(1)
 	e.nCalls.Add(1)
 	defer func() {

@@ -204,3 +204,18 @@ func (db *DB) APIKeys(ctx context.Context, tenantID string) ([]*switchback.APIKe
 	}
 	return out, wrap("list api keys", rows.Err())
 }
+
+// NumberHolder implements switchback.Store.
+func (db *DB) NumberHolder(ctx context.Context, e164 string, now time.Time) (switchback.TransferKey, error) {
+	var k switchback.TransferKey
+	var expires int64
+	err := db.readRow(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		WHERE transfer_number = ? AND status = 'ACTIVE' AND expires_at > ?`, e164, micros(now)).Scan(&k.TenantID, &k.ID, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds %s", e164)
+	} else if err != nil {
+		return k, wrap("number holder", err)
+	}
+	k.ExpiresAt = fromMicros(expires)
+	return k, nil
+}

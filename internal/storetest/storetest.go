@@ -383,7 +383,19 @@ func testMatchNumber(t *testing.T, open Opener) {
 	ctx := context.Background()
 	addNumbers(t, s, "US", "", "+12025550100", "+12025550101")
 	mustCreate(t, s, phoneTransfer("acme", "p-1", "US", t0))
-	_, err := s.MatchNumber(ctx, "+12025550101", t0)
+	// NumberHolder names the holder and changes nothing.
+	k, err := s.NumberHolder(ctx, "+12025550100", t0)
+	if err != nil || k.TenantID != "acme" || k.ID != "p-1" || k.ExpiresAt.IsZero() {
+		t.Fatalf("NumberHolder = %+v, %v", k, err)
+	}
+	_, err = s.NumberHolder(ctx, "+12025550101", t0)
+	wantCode(t, err, switchback.ENOTFOUND)
+	_, err = s.NumberHolder(ctx, "+12025550100", t0.Add(time.Minute))
+	wantCode(t, err, switchback.ENOTFOUND)
+	if st, _ := s.Transfer(ctx, "acme", "p-1"); st.Status != switchback.StatusActive {
+		t.Fatalf("NumberHolder changed the status to %s", st.Status)
+	}
+	_, err = s.MatchNumber(ctx, "+12025550101", t0)
 	wantCode(t, err, switchback.ENOTFOUND)
 	_, err = s.MatchNumber(ctx, "+19999999999", t0)
 	wantCode(t, err, switchback.ENOTFOUND)
@@ -401,6 +413,8 @@ func testMatchNumber(t *testing.T, open Opener) {
 	}
 	// The number was released: a repeated dial reaches nothing.
 	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(2*time.Second))
+	wantCode(t, err, switchback.ENOTFOUND)
+	_, err = s.NumberHolder(ctx, "+12025550100", t0.Add(2*time.Second))
 	wantCode(t, err, switchback.ENOTFOUND)
 	ns, _ := s.Numbers(ctx, "US", t0.Add(2*time.Second))
 	for _, n := range ns {

@@ -207,6 +207,11 @@ func (s *Service) MatchNumber(ctx context.Context, e164 string) (*switchback.Tra
 	return t, err
 }
 
+// NumberHolder names the transfer leasing a dialled number, changing nothing.
+func (s *Service) NumberHolder(ctx context.Context, e164 string) (switchback.TransferKey, error) {
+	return s.store.NumberHolder(ctx, e164, s.now())
+}
+
 // Complete moves a transfer ONGOING→COMPLETED with its output context.
 func (s *Service) Complete(ctx context.Context, tenantID, id string, out *switchback.OutputContext) (*switchback.Transfer, error) {
 	t, err := s.store.CompleteTransfer(ctx, tenantID, id, out, s.now())
