@@ -371,8 +371,10 @@ func TestCANCELWhileRingingLeavesTheTransferActive(t *testing.T) {
 func TestConcurrentCallLimit(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
-	g.create(t, "solo", `{"id":"one","externalConversationId":"c","type":"SIP"}`)
-	g.create(t, "solo", `{"id":"two","externalConversationId":"c","type":"SIP"}`)
+	// Two conversations: a second leg of one conversation would be refused
+	// for being a second live leg, not for the limit.
+	g.create(t, "solo", `{"id":"one","externalConversationId":"c1","type":"SIP"}`)
+	g.create(t, "solo", `{"id":"two","externalConversationId":"c2","type":"SIP"}`)
 	first := make(chan string, 1)
 	go func() {
 		ok, out := g.sipp(t, "caller_hangup.xml", map[string]string{"PAUSE_MS": "1500"}, "X-ASAPP-CallTransferId: one", "solo")
