@@ -78,3 +78,30 @@ type ReturnResult struct {
 	Reason string
 	At     time.Time
 }
+
+// Validate checks a record before a store takes it: a tenant and an
+// external id, at most MaxEventsPerRecord events each with a type, and a
+// state that is JSON. Errors are EINVALID.
+func (r *ConversationRecord) Validate() error {
+	if r.TenantID == "" || r.ExternalID == "" {
+		return Errorf(EINVALID, "a conversation record needs a tenant and an externalConversationId")
+	}
+	if len(r.Events) > MaxEventsPerRecord {
+		return FieldErrorf("events", "has %d events; at most %d may be recorded at once", len(r.Events), MaxEventsPerRecord)
+	}
+	for i, e := range r.Events {
+		if e.Type == "" {
+			return FieldErrorf("events", "event %d has no type", i)
+		}
+	}
+	if r.State != nil && !json.Valid(r.State) {
+		return FieldErrorf("state", "is not valid JSON")
+	}
+	return nil
+}
+
+// LiveLegError is the ECONFLICT refusing a second live leg of a
+// conversation: a match, or a new transfer, while transferID is ONGOING.
+func LiveLegError(externalID, transferID string) *Error {
+	return Errorf(ECONFLICT, "conversation %q already has a call in progress (transfer %q)", externalID, transferID)
+}

@@ -25,6 +25,8 @@ type Store interface {
 	// ago; it sets t.PhoneNumber.TransferNumber and the number's lease runs
 	// until t.ExpiresAt. If the tenant already has a transfer with t.ID,
 	// nothing changes and the stored transfer is returned with created false.
+	// A new transfer whose ExternalConversationID has a leg ONGOING is not
+	// stored: ECONFLICT, naming that leg.
 	// Errors: EUNPROCESSABLE when the tenant can use no number of that
 	// country at all; EEXHAUSTED when every such number is leased or in
 	// quarantine.
@@ -40,11 +42,15 @@ type Store interface {
 	// MatchTransfer moves a transfer ACTIVE→ONGOING because a call arrived:
 	// only if it is ACTIVE and now is before its expiry. It sets
 	// CallReceivedAt to now and releases its number into quarantine.
-	// ENOTFOUND for no such transfer; EGONE when it is not ACTIVE or expired.
+	// ENOTFOUND for no such transfer; EGONE when it is not ACTIVE or expired;
+	// ECONFLICT, leaving it ACTIVE, when another transfer of the tenant with
+	// the same ExternalConversationID is ONGOING (two legs of a conversation
+	// are never live at once, across all nodes sharing the store).
 	MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*Transfer, error)
 
 	// MatchNumber is MatchTransfer for the transfer leasing number e164.
-	// ENOTFOUND when no unexpired ACTIVE transfer holds that number.
+	// ENOTFOUND when no unexpired ACTIVE transfer holds that number;
+	// ECONFLICT as for MatchTransfer.
 	MatchNumber(ctx context.Context, e164 string, now time.Time) (*Transfer, error)
 
 	// NumberHolder names the unexpired ACTIVE transfer leasing number e164
@@ -57,6 +63,10 @@ type Store interface {
 	// context, sets CompletedAt to now and erases the return password.
 	// ENOTFOUND; EGONE when it is not ONGOING.
 	CompleteTransfer(ctx context.Context, tenantID, id string, out *OutputContext, now time.Time) (*Transfer, error)
+
+	// SetReturnResult records how a completed transfer's hand-back went.
+	// ENOTFOUND; EGONE when the transfer is not COMPLETED.
+	SetReturnResult(ctx context.Context, tenantID, id string, r *ReturnResult) error
 
 	// ExpireTransfer moves one transfer ACTIVE→EXPIRED if its expiry is at or
 	// before now, releasing its number into quarantine and erasing the return
@@ -91,6 +101,17 @@ type Store interface {
 	// PoolSummaries counts each country's numbers by state at now, ordered
 	// by country.
 	PoolSummaries(ctx context.Context, now time.Time) ([]PoolSummary, error)
+
+	// Conversation returns a tenant's conversation: its legs (the transfers
+	// with that ExternalConversationID, oldest first), state and events.
+	// ENOTFOUND when the tenant has neither a leg nor a record of it.
+	Conversation(ctx context.Context, tenantID, externalID string) (*Conversation, error)
+
+	// RecordConversation appends r.Events to the conversation (creating
+	// its record on first use) and replaces its state when r.State is not
+	// nil, in one transaction, at now. EINVALID for more than
+	// MaxEventsPerRecord events.
+	RecordConversation(ctx context.Context, r *ConversationRecord, now time.Time) error
 
 	// CreateAPIKey stores a new key. ECONFLICT if the id exists.
 	CreateAPIKey(ctx context.Context, k *APIKey) error

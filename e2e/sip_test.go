@@ -401,6 +401,8 @@ func TestCANCELWhileRingingLeavesTheTransferActive(t *testing.T) {
 func TestConcurrentCallLimit(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
+	// Each its own conversation: a second leg of one conversation would be
+	// refused for being a second live leg, not for the limit.
 	g.create(t, "solo", `{"id":"one","externalConversationId":"c1","type":"SIP"}`)
 	g.create(t, "solo", `{"id":"two","externalConversationId":"c2","type":"SIP"}`)
 	r := g.create(t, "solo", `{"id":"three","externalConversationId":"c3","type":"PHONE_NUMBER","phoneNumber":{"country":"US"}}`)

@@ -1,6 +1,6 @@
 // Command switchback is the Switchback call-transfer gateway: the server
 // (serve), administration of its store (keys, numbers), a client for its
-// API (transfers), a test softphone (call) and a self-contained demo of the
+// API (transfers, conversations), a test softphone (call) and a self-contained demo of the
 // whole round trip (demo).
 package main
 
@@ -31,6 +31,7 @@ const usage = `Switchback: a call-transfer gateway for voice AI agents.
 Usage:
   switchback serve [--config FILE]            run the gateway
   switchback transfers create|get|list|wait   use the API of a running gateway
+  switchback conversations get EXTERNAL_ID    show a conversation's legs, state and events
   switchback keys create|revoke|list          manage API keys in the store
   switchback numbers list|add|remove          manage the temporary-number pool
   switchback config example                   print a commented example config
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "transfers":
 		return runTransfers(ctx, rest, getenv, stdin, stdout, stderr)
+	case "conversations":
+		return runConversations(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "numbers":

@@ -148,19 +148,26 @@ type clientFlags struct {
 // newTransfersFlagSet returns the flag set of "transfers <name>" with the
 // shared flags registered in cf.
 func newTransfersFlagSet(name, synopsis string, stderr io.Writer, cf *clientFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet("transfers "+name, flag.ContinueOnError)
+	return newClientFlagSet("transfers", name, synopsis, "table", stderr, cf)
+}
+
+// newClientFlagSet returns the flag set of the API client command
+// "<group> <name>" with the shared flags registered in cf, printing output
+// by default.
+func newClientFlagSet(group, name, synopsis, output string, stderr io.Writer, cf *clientFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet(group+" "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: switchback transfers %s\n\nFlags:\n", synopsis)
+		fmt.Fprintf(stderr, "Usage: switchback %s %s\n\nFlags:\n", group, synopsis)
 		fs.PrintDefaults()
-		fmt.Fprint(stderr, "\nRun \"switchback transfers help\" for every command and the exit statuses.\n")
+		fmt.Fprintf(stderr, "\nRun \"switchback %s help\" for every command and the exit statuses.\n", group)
 	}
 	// Credentials and server default to the environment only after parsing,
 	// so -h never prints the secret as a flag default.
 	fs.StringVar(&cf.server, "server", "", "gateway API URL (default $SWITCHBACK_SERVER, else http://127.0.0.1:8080)")
 	fs.StringVar(&cf.apiID, "api-id", "", "API key id (default $SWITCHBACK_API_ID)")
 	fs.StringVar(&cf.apiSecret, "api-secret", "", "API key secret (default $SWITCHBACK_API_SECRET)")
-	fs.StringVar(&cf.output, "output", "table", "output format: table or json")
+	fs.StringVar(&cf.output, "output", output, "output format: table or json")
 	fs.DurationVar(&cf.timeout, "timeout", 10*time.Second, "how long to wait for the server's answer")
 	return fs
 }
@@ -669,7 +676,15 @@ type transferView struct {
 	ExpireAt               string                    `json:"expireAt"`
 	InputContext           *switchback.InputContext  `json:"inputContext"`
 	OutputContext          *switchback.OutputContext `json:"outputContext"`
-	PhoneNumber            *struct {
+	ReturnResult           *struct {
+		Method       string `json:"method"`
+		SIPStatus    int    `json:"sipStatus"`
+		NotifyStatus int    `json:"notifyStatus"`
+		Fallback     bool   `json:"fallback"`
+		Reason       string `json:"reason"`
+		At           string `json:"at"`
+	} `json:"returnResult"`
+	PhoneNumber *struct {
 		TransferNumber string `json:"transferNumber"`
 		Country        string `json:"country"`
 	} `json:"phoneNumber"`
@@ -754,6 +769,26 @@ func printTransfer(w io.Writer, t *transferView) error {
 		}
 		vars("Reference variables", oc.ReferenceVariables)
 		vars("Transfer variables", oc.TransferVariables)
+	}
+	if r := t.ReturnResult; r != nil {
+		status := func(code int) string {
+			if code == 0 {
+				return ""
+			}
+			return strconv.Itoa(code)
+		}
+		row("Handed back by", r.Method)
+		row("Return SIP status", status(r.SIPStatus))
+		if r.NotifyStatus != 0 {
+			row("Return NOTIFY status", status(r.NotifyStatus))
+		}
+		if r.Fallback {
+			row("Fallback", "ended by BYE instead")
+		}
+		if r.Reason != "" {
+			row("Return reason", r.Reason)
+		}
+		row("Handed back", r.At)
 	}
 	return tw.Flush()
 }

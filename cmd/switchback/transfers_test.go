@@ -95,17 +95,23 @@ type cliResult struct {
 // test if the secret shows up anywhere.
 func (a *transfersAPI) run(stdin string, env map[string]string, args ...string) cliResult {
 	a.t.Helper()
+	return a.runCommand("transfers", stdin, env, args...)
+}
+
+// runCommand runs "switchback command args..." as run does "transfers".
+func (a *transfersAPI) runCommand(command, stdin string, env map[string]string, args ...string) cliResult {
+	a.t.Helper()
 	if env == nil {
 		env = a.env
 	}
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), append([]string{"transfers"}, args...), func(k string) string { return env[k] },
+	err := run(context.Background(), append([]string{command}, args...), func(k string) string { return env[k] },
 		strings.NewReader(stdin), &stdout, &stderr)
 	r := cliResult{stdout.String(), stderr.String(), err}
 	if a.Secret != "" {
 		for _, s := range []string{r.Stdout, r.Stderr, fmt.Sprint(r.Err)} {
 			if strings.Contains(s, a.Secret) {
-				a.t.Fatalf("transfers %v printed the API secret:\n%s", args, s)
+				a.t.Fatalf("%s %v printed the API secret:\n%s", command, args, s)
 			}
 		}
 	}

@@ -183,6 +183,11 @@ func TestErrors(t *testing.T) {
 		{"bad page token", "GET", transfersPath + "?pageToken=bm90IGEgdG9rZW4", "", nil, 400, "400-02", "pageToken"},
 		{"bad query string", "GET", transfersPath + "?pageToken=%zz", "", nil, 400, "400-02", "query string"},
 		{"bad query string on get", "GET", transfersPath + "/x?waitForStatus=%zz", "", nil, 400, "400-02", "query string"},
+		{"unknown conversation", "GET", conversationsPath + "/nope", "", nil, 404, "404-01", `conversation "nope" not found`},
+		{"conversation id too long", "GET", conversationsPath + "/" + strings.Repeat("x", 257), "", nil, 400, "400-02", "externalConversationId: is longer than 256"},
+		{"conversation id control char", "GET", conversationsPath + "/a%01b", "", nil, 400, "400-02", "externalConversationId: contains"},
+		{"conversation method not allowed", "POST", conversationsPath + "/c", "{}", nil, 405, "405-01", "POST"},
+		{"conversation without credentials", "GET", conversationsPath + "/c", "", []string{"asapp-api-id", "", "asapp-api-secret", ""}, 401, "401-01", "asapp-api-id"},
 	}
 	h := newHarness(t, harnessOptions{})
 	for _, tc := range cases {

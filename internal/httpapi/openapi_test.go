@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -481,6 +482,43 @@ func TestOpenAPIConformance(t *testing.T) {
 	}
 	oaNoPassword(t, a.do(oaCall{method: "GET", path: oaBase + "/sip-4", status: 200}))
 
+	// How the hand-back went, once known.
+	if err := h.Svc.SetReturnResult(ctx, "acme", "sip-2", &switchback.ReturnResult{Method: switchback.ReturnREFER,
+		SIPStatus: 202, NotifyStatus: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Svc.SetReturnResult(ctx, "acme", "sip-4", &switchback.ReturnResult{Method: switchback.ReturnINVITE,
+		SIPStatus: 486, Fallback: true, Reason: "the return target was busy"}); err != nil {
+		t.Fatal(err)
+	}
+	handedBack := a.do(oaCall{method: "GET", path: oaBase + "/sip-2", status: 200})
+	if handedBack.field("returnResult.method") != "REFER" || handedBack.field("returnResult.fallback") != false ||
+		handedBack.field("returnResult.notifyStatus") != 200.0 {
+		t.Errorf("GET after the hand-back: %s", handedBack.Body)
+	}
+	oaNoPassword(t, a.do(oaCall{method: "GET", path: oaBase + "/sip-4", status: 200}))
+
+	// Conversations: one with a record, one of legs alone.
+	if err := h.Svc.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-b",
+		State: json.RawMessage(`{"step":"goodbye","collected":["accountNumber"]}`),
+		Events: []switchback.ConversationEvent{
+			{TransferID: "sip-2", Type: switchback.EventCallStarted, Data: map[string]string{"from": "sip:caller@example.com", "transport": "udp"}},
+			{TransferID: "sip-2", Type: switchback.EventDigit, Data: map[string]string{"digit": "5", "leg": "caller"}},
+			{TransferID: "sip-2", Type: switchback.EventCallEnded},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	convRecord := a.do(oaCall{method: "GET", path: "/generativeagent/v1/conversations/conv-b", status: 200})
+	if len(convRecord.JSON["legs"].([]any)) != 2 || len(convRecord.JSON["events"].([]any)) != 3 || convRecord.field("state.step") != "goodbye" {
+		t.Errorf("GET conversation conv-b: %s", convRecord.Body)
+	}
+	oaNoPassword(t, convRecord)
+	convLegs := a.do(oaCall{method: "GET", path: "/generativeagent/v1/conversations/conv-c", status: 200})
+	if len(convLegs.JSON["legs"].([]any)) != 1 || convLegs.JSON["state"] != nil {
+		t.Errorf("GET conversation conv-c: %s", convLegs.Body)
+	}
+	oaNoPassword(t, convLegs)
+
 	// Listings.
 	all := a.do(oaCall{method: "GET", path: oaBase, status: 200})
 	if got := oaListIDs(all); !slices.Equal(got, []string{"sip-4", "sip-3", "sip-2", "sip-1", "pn-1"}) {
@@ -560,6 +598,12 @@ func TestOpenAPIErrorResponses(t *testing.T) {
 		body: `{"id": "taken", "externalConversationId": "conv-a", "type": "SIP"}`})
 	a.do(oaCall{method: "POST", path: oaBase, status: 200,
 		body: `{"id": "pn-1", "externalConversationId": "conv-a", "type": "PHONE_NUMBER", "phoneNumber": {"country": "US"}}`})
+	a.do(oaCall{method: "POST", path: oaBase, status: 200,
+		body: `{"id": "live-1", "externalConversationId": "conv-live", "type": "SIP"}`})
+	if _, err := h.Svc.Match(context.Background(), "acme", "live-1"); err != nil {
+		t.Fatal(err)
+	}
+	const convPath = "/generativeagent/v1/conversations"
 
 	noKey := []string{"asapp-api-id", "", "asapp-api-secret", ""}
 	forbiddenID, forbiddenSecret := h.newKey("acme")
@@ -600,27 +644,35 @@ func TestOpenAPIErrorResponses(t *testing.T) {
 		{method: "GET", path: oaBase + "/taken?waitForStatus=COMPLETED&timeout=forever", badRequest: true, status: 400, code: "400-02"},
 		{method: "GET", path: oaBase + "/taken?waitForStatus=COMPLETED&timeout=2h", status: 400, code: "400-02"},
 		{method: "GET", path: oaBase + "/taken?timeout=1s", status: 400, code: "400-02"},
+		{method: "GET", path: convPath + "/" + strings.Repeat("c", 257), badRequest: true, status: 400, code: "400-02"},
 		// 401-01: no credentials, or wrong ones.
 		{method: "POST", path: oaBase, body: `{"id": "a", "externalConversationId": "c", "type": "SIP"}`, headers: noKey, badRequest: true, status: 401, code: "401-01"},
 		{method: "GET", path: oaBase + "/taken", headers: noKey, badRequest: true, status: 401, code: "401-01"},
 		{method: "GET", path: oaBase, headers: []string{"asapp-api-secret", ""}, badRequest: true, status: 401, code: "401-01"},
 		{method: "GET", path: oaBase + "/taken", headers: []string{"asapp-api-secret", "wrong"}, status: 401, code: "401-01"},
 		{method: "GET", path: oaBase, headers: []string{"asapp-api-id", "no-such-key"}, status: 401, code: "401-01"},
+		{method: "GET", path: convPath + "/conv-a", headers: noKey, badRequest: true, status: 401, code: "401-01"},
 		// 403-01: a key without the call-transfers scope.
 		{method: "GET", path: oaBase + "/taken", headers: []string{"asapp-api-id", forbiddenID, "asapp-api-secret", forbiddenSecret}, status: 403, code: "403-01"},
 		{method: "POST", path: oaBase, body: `{"id": "a", "externalConversationId": "c", "type": "SIP"}`, headers: []string{"asapp-api-id", forbiddenID, "asapp-api-secret", forbiddenSecret}, status: 403, code: "403-01"},
+		{method: "GET", path: convPath + "/conv-a", headers: []string{"asapp-api-id", forbiddenID, "asapp-api-secret", forbiddenSecret}, status: 403, code: "403-01"},
 		// 404-01: unknown, or another tenant's.
 		{method: "GET", path: oaBase + "/no-such-transfer", status: 404, code: "404-01"},
 		{method: "GET", path: oaBase + "/taken", headers: []string{"asapp-api-id", otherID, "asapp-api-secret", otherSecret}, status: 404, code: "404-01"},
 		{method: "GET", path: oaBase + "/taken?waitForStatus=COMPLETED&timeout=1s", headers: []string{"asapp-api-id", otherID, "asapp-api-secret", otherSecret}, status: 404, code: "404-01"},
+		{method: "GET", path: convPath + "/no-such-conversation", status: 404, code: "404-01"},
+		{method: "GET", path: convPath + "/conv-a", headers: []string{"asapp-api-id", otherID, "asapp-api-secret", otherSecret}, status: 404, code: "404-01"},
 		// 405-01.
 		{method: "DELETE", path: oaBase + "/taken", status: 405, code: "405-01"},
 		{method: "POST", path: oaBase + "/taken", body: `{}`, status: 405, code: "405-01"},
 		{method: "PUT", path: oaBase, body: `{}`, headers: noKey, status: 405, code: "405-01"},
 		{method: "PATCH", path: oaBase, body: `{}`, status: 405, code: "405-01"},
+		{method: "DELETE", path: convPath + "/conv-a", status: 405, code: "405-01"},
 		// 409-01: the id with a different request.
 		{method: "POST", path: oaBase, body: `{"id": "taken", "externalConversationId": "conv-other", "type": "SIP"}`, status: 409, code: "409-01"},
 		{method: "POST", path: oaBase, body: `{"id": "pn-1", "externalConversationId": "conv-a", "type": "PHONE_NUMBER", "phoneNumber": {"country": "CA"}}`, status: 409, code: "409-01"},
+		// 409-01: another leg of the conversation has a call in progress.
+		{method: "POST", path: oaBase, body: `{"id": "live-2", "externalConversationId": "conv-live", "type": "SIP"}`, status: 409, code: "409-01"},
 		// 413-01: a body over the limit (a valid request otherwise).
 		{method: "POST", path: oaBase, body: big, status: 413, code: "413-01"},
 		// 422-01: no pool for the country.

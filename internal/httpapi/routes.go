@@ -15,6 +15,9 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
 	mux.Handle("GET "+base+"/{id}", auth.require(handleGet(d)))
 	mux.Handle(base, methodNotAllowed("GET, POST"))
 	mux.Handle(base+"/{id}", methodNotAllowed("GET"))
+	const conversations = "/generativeagent/v1/conversations"
+	mux.Handle("GET "+conversations+"/{id}", auth.require(handleGetConversation(d)))
+	mux.Handle(conversations+"/{id}", methodNotAllowed("GET"))
 
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d))

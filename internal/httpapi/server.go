@@ -1,6 +1,7 @@
 // Package httpapi is Switchback's REST API: the call-transfer endpoints of
-// the spec, their extensions (list, wait), authentication by API key, rate
-// limits, the spec's error envelope, health checks and metrics.
+// the spec, their extensions (list, wait, conversations), authentication by
+// API key, rate limits, the spec's error envelope, health checks and
+// metrics.
 package httpapi
 
 import (
@@ -99,6 +100,9 @@ func withRequestContext(log *slog.Logger, m *metrics, next http.Handler) http.Ha
 			if info.transfer != "" {
 				attrs = append(attrs, "transfer", info.transfer)
 			}
+			if info.conversation != "" {
+				attrs = append(attrs, "conversation", info.conversation)
+			}
 			log.Log(r.Context(), level, "http request", attrs...)
 		}()
 		next.ServeHTTP(rec, r)
@@ -109,7 +113,7 @@ type requestInfoKey struct{}
 
 // requestInfo collects what the log line of a request should name.
 type requestInfo struct {
-	id, tenant, transfer string
+	id, tenant, transfer, conversation string
 }
 
 func info(r *http.Request) *requestInfo {

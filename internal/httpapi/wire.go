@@ -42,8 +42,19 @@ type transferJSON struct {
 	ExpireAt               string                    `json:"expireAt"`
 	InputContext           *switchback.InputContext  `json:"inputContext,omitempty"`
 	OutputContext          *switchback.OutputContext `json:"outputContext,omitempty"`
+	ReturnResult           *returnResultJSON         `json:"returnResult,omitempty"`
 	PhoneNumber            *phoneNumberJSON          `json:"phoneNumber,omitempty"`
 	SIP                    *sipJSON                  `json:"sip,omitempty"`
+}
+
+// returnResultJSON is how the hand-back went, once Switchback knows.
+type returnResultJSON struct {
+	Method       switchback.ReturnTransferType `json:"method"`
+	SIPStatus    int                           `json:"sipStatus,omitempty"`
+	NotifyStatus int                           `json:"notifyStatus,omitempty"`
+	Fallback     bool                          `json:"fallback"`
+	Reason       string                        `json:"reason,omitempty"`
+	At           string                        `json:"at"`
 }
 
 type phoneNumberJSON struct {
@@ -75,6 +86,10 @@ func encodeTransfer(t *switchback.Transfer) *transferJSON {
 		CreatedAt: formatTime(t.CreatedAt), CallReceivedAt: formatTime(t.CallReceivedAt),
 		CompletedAt: formatTime(t.CompletedAt), ExpiresAt: exp, ExpireAt: exp,
 		InputContext: t.InputContext, OutputContext: t.OutputContext,
+	}
+	if r := t.ReturnResult; r != nil {
+		out.ReturnResult = &returnResultJSON{Method: r.Method, SIPStatus: r.SIPStatus, NotifyStatus: r.NotifyStatus,
+			Fallback: r.Fallback, Reason: r.Reason, At: formatTime(r.At)}
 	}
 	if t.PhoneNumber != nil {
 		out.PhoneNumber = &phoneNumberJSON{TransferNumber: t.PhoneNumber.TransferNumber,

@@ -13,6 +13,7 @@ import (
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/pgtest"
 	"github.com/switchback/switchback/internal/postgres"
+	"github.com/switchback/switchback/internal/storetest"
 )
 
 // These tests cover what only the PostgreSQL store has to get right: nodes
@@ -52,8 +53,8 @@ func TestOpenMigratesOnceWhenNodesStartTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil || fmt.Sprint(versions) != "[1 2 3]" {
-		t.Fatalf("schema_migrations = %v, %v; want [1 2 3]", versions, err)
+	if err != nil || fmt.Sprint(versions) != "[1 2 3 4]" {
+		t.Fatalf("schema_migrations = %v, %v; want [1 2 3 4]", versions, err)
 	}
 }
 
@@ -354,4 +355,12 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// TestTwoNodesNeverMatchTwoLegsOfOneConversation races matches of the
+// legs of one conversation through two stores on one database, as two
+// nodes taking two calls at once would: one leg wins each round.
+func TestTwoNodesNeverMatchTwoLegsOfOneConversation(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	storetest.ConcurrentLegMatches(t, []switchback.Store{open(t, dsn, time.Second), open(t, dsn, time.Second)})
 }

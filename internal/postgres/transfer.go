@@ -18,7 +18,8 @@ import (
 const transferColumns = `tenant_id, id, external_conversation_id, type, status,
 	input_context, output_context, country, transfer_number,
 	return_uri, return_transfer_type, return_auth_username, return_auth_password,
-	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at`
+	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at,
+	return_result`
 
 // CreateTransfer stores t as ACTIVE, leasing a number in the same
 // transaction for a PHONE_NUMBER transfer. A retry of an existing id returns
@@ -75,6 +76,13 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("insert: %w", err)
+		}
+		// A refusal rolls the insert back. A leg matched after this check
+		// is no harm: the new one's own match is refused while it is live.
+		if live, err := liveLeg(ctx, tx, t.TenantID, t.ExternalConversationID, t.ID); err != nil {
+			return err
+		} else if live != "" {
+			return switchback.LiveLegError(t.ExternalConversationID, live)
 		}
 		if t.Type != switchback.TypePhoneNumber {
 			stored, created = inserted, true
@@ -192,7 +200,7 @@ func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.T
 		}
 		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is no longer active", id)
 	} else if err != nil {
-		return nil, fmt.Errorf("match transfer: %w", err)
+		return nil, wrap("match transfer", err)
 	}
 	return t, nil
 }
@@ -203,23 +211,47 @@ func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*swi
 	if notFound(err) {
 		return nil, switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds number %s", e164)
 	} else if err != nil {
-		return nil, fmt.Errorf("match number: %w", err)
+		return nil, wrap("match number", err)
 	}
 	return t, nil
 }
 
 // match moves the transfer that where selects (its parameters from $2 on)
 // from ACTIVE to ONGOING at now, if unexpired, and releases its number. It
-// returns pgx.ErrNoRows when no transfer made the move.
+// returns pgx.ErrNoRows when no transfer made the move, and the live-leg
+// ECONFLICT when another leg of its conversation is ONGOING.
+//
+// Two legs of one conversation may be matched on two nodes at once, and
+// under READ COMMITTED neither would see the other's uncommitted move; so
+// the check and the move run under a transaction-scoped advisory lock on
+// the conversation, which the winner holds until its move is committed.
 func (db *DB) match(ctx context.Context, now time.Time, where string, args ...any) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
+	args = append([]any{micros(now)}, args...)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var tenantID, id, ext string
+		if err := tx.QueryRow(ctx, `
+			SELECT tenant_id, id, external_conversation_id FROM transfers
+			WHERE `+where+` AND status = 'ACTIVE' AND expires_at > $1`,
+			args...).Scan(&tenantID, &id, &ext); err != nil {
+			return err
+		}
+		if ext != "" {
+			if err := lockConversation(ctx, tx, tenantID, ext); err != nil {
+				return err
+			}
+			if live, err := liveLeg(ctx, tx, tenantID, ext, id); err != nil {
+				return err
+			} else if live != "" {
+				return switchback.LiveLegError(ext, live)
+			}
+		}
 		var err error
 		t, err = scanTransfer(tx.QueryRow(ctx, `
 			UPDATE transfers SET status = 'ONGOING', call_received_at = $1, number_released_at = $1
-			WHERE `+where+` AND status = 'ACTIVE' AND expires_at > $1
+			WHERE tenant_id = $2 AND id = $3 AND status = 'ACTIVE' AND expires_at > $1
 			RETURNING `+transferColumns,
-			append([]any{micros(now)}, args...)...))
+			micros(now), tenantID, id))
 		if err != nil {
 			return err
 		}
@@ -384,7 +416,7 @@ func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
 	var (
 		t                                     switchback.Transfer
 		typ, status, country                  string
-		in, out, number                       *string
+		in, out, number, result               *string
 		uri, rtt, user, pass                  string
 		created, expires, received, completed int64
 		released                              int64
@@ -392,8 +424,15 @@ func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
 	if err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &typ, &status,
 		&in, &out, &country, &number,
 		&uri, &rtt, &user, &pass,
-		&created, &expires, &received, &completed, &t.RequestHash, &released); err != nil {
+		&created, &expires, &received, &completed, &t.RequestHash, &released,
+		&result); err != nil {
 		return nil, err
+	}
+	if result != nil {
+		var err error
+		if t.ReturnResult, err = decodeReturnResult(*result); err != nil {
+			return nil, fmt.Errorf("transfer %s: return result: %w", t.ID, err)
+		}
 	}
 	t.Type, t.Status = switchback.Type(typ), switchback.Status(status)
 	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)

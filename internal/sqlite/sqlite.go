@@ -177,22 +177,28 @@ func fromMicros(us int64) time.Time {
 
 const transferColumns = `tenant_id, id, external_conversation_id, type, status, input_context, output_context,
 	country, transfer_number, return_uri, return_transfer_type, return_auth_username, return_auth_password,
-	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at`
+	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at, return_result`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanTransfer(row scanner) (*switchback.Transfer, error) {
 	var (
 		t                                     switchback.Transfer
-		input, output, number                 sql.NullString
+		input, output, number, result         sql.NullString
 		country, uri, rtype, user, pass       string
 		created, expires, received, completed int64
 		released                              int64
 	)
 	err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &t.Type, &t.Status, &input, &output,
-		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash, &released)
+		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash, &released,
+		&result)
 	if err != nil {
 		return nil, err
+	}
+	if result.Valid {
+		if t.ReturnResult, err = decodeReturnResult(result.String); err != nil {
+			return nil, fmt.Errorf("decode return result of %s: %w", t.ID, err)
+		}
 	}
 	t.CreatedAt, t.ExpiresAt = fromMicros(created), fromMicros(expires)
 	t.CallReceivedAt, t.CompletedAt = fromMicros(received), fromMicros(completed)
@@ -236,6 +242,18 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 	created := false
 	err = db.inTx(ctx, func(tx *wtx) error {
 		stored, created = nil, false
+		// Refusals come before the first write (see inTx), and a retry
+		// of a create is answered before the conversation is looked at.
+		if live, err := liveLeg(ctx, tx, t.TenantID, t.ExternalConversationID, t.ID); err != nil {
+			return err
+		} else if live != "" {
+			existing, err := db.txTransfer(ctx, tx, t.TenantID, t.ID)
+			if errors.Is(err, sql.ErrNoRows) {
+				return switchback.LiveLegError(t.ExternalConversationID, live)
+			}
+			stored = existing
+			return err
+		}
 		var country string
 		var number sql.NullString
 		phone := t.Type == switchback.TypePhoneNumber && t.PhoneNumber != nil
@@ -258,7 +276,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 			sip = *t.SIP
 		}
 		res, err := tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0)
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0, NULL)
 			ON CONFLICT (tenant_id, id) DO NOTHING`,
 			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
 			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
@@ -293,7 +311,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 func newlyStored(t *switchback.Transfer, number string) *switchback.Transfer {
 	s := *t
 	s.Status = switchback.StatusActive
-	s.OutputContext = nil
+	s.OutputContext, s.ReturnResult = nil, nil
 	s.CallReceivedAt, s.CompletedAt = time.Time{}, time.Time{}
 	s.CreatedAt, s.ExpiresAt = fromMicros(micros(t.CreatedAt)), fromMicros(micros(t.ExpiresAt))
 	if t.PhoneNumber != nil {
@@ -406,18 +424,18 @@ func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.T
 }
 
 func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+	// The single writer makes the live-leg check and the move one atomic
+	// step: no other transaction runs between them.
 	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?, number_released_at = ?
-		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ? RETURNING `+transferColumns,
+		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ?
+			AND (external_conversation_id = '' OR NOT EXISTS (SELECT 1 FROM transfers AS live
+				WHERE live.tenant_id = transfers.tenant_id
+					AND live.external_conversation_id = transfers.external_conversation_id
+					AND live.status = 'ONGOING'))
+		RETURNING `+transferColumns,
 		switchback.StatusOngoing, micros(now), micros(now), tenantID, id, switchback.StatusActive, micros(now)))
 	if errors.Is(err, sql.ErrNoRows) {
-		var status string
-		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, notFound(id)
-		} else if err != nil {
-			return nil, err
-		}
-		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
+		return nil, db.whyNoMatch(ctx, tx, tenantID, id, now)
 	} else if err != nil {
 		return nil, err
 	}
@@ -426,6 +444,31 @@ func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.
 		return t, nil // only PHONE_NUMBER transfers hold a number
 	}
 	return t, db.releaseNumber(ctx, tx, tenantID, id, now)
+}
+
+// whyNoMatch says why match moved nothing: no such transfer, one that can
+// no longer take a call, or a conversation with another leg live.
+func (db *DB) whyNoMatch(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) error {
+	var (
+		status, ext string
+		expires     int64
+	)
+	err := tx.queryRow(ctx, `SELECT status, expires_at, external_conversation_id FROM transfers
+		WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status, &expires, &ext)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound(id)
+	} else if err != nil {
+		return err
+	}
+	if switchback.Status(status) == switchback.StatusActive && expires > micros(now) {
+		live, err := liveLeg(ctx, tx, tenantID, ext, id)
+		if err != nil {
+			return err
+		} else if live != "" {
+			return switchback.LiveLegError(ext, live)
+		}
+	}
+	return switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
 }
 
 // MatchNumber implements switchback.Store.

@@ -76,7 +76,7 @@ func TestCacheAgreesWithTheFile(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
 		id := fmt.Sprintf("t-%d", i)
-		tr := &switchback.Transfer{TenantID: "a", ID: id, ExternalConversationID: "c", Type: switchback.TypeSIP,
+		tr := &switchback.Transfer{TenantID: "a", ID: id, ExternalConversationID: "c-" + id, Type: switchback.TypeSIP,
 			SIP: &switchback.SIP{ReturnTransferType: switchback.ReturnBYE}, CreatedAt: now, ExpiresAt: now.Add(time.Duration(i%2) * time.Hour), RequestHash: "h"}
 		if _, _, err := db.CreateTransfer(ctx, tr, now); err != nil {
 			t.Fatal(err)
@@ -86,6 +86,7 @@ func TestCacheAgreesWithTheFile(t *testing.T) {
 			defer wg.Done()
 			if _, err := db.MatchTransfer(ctx, "a", id, now); err == nil {
 				db.CompleteTransfer(ctx, "a", id, &switchback.OutputContext{TransferType: switchback.TransferAgent}, now)
+				db.SetReturnResult(ctx, "a", id, &switchback.ReturnResult{Method: switchback.ReturnBYE, At: now})
 			}
 		}()
 		go func() { defer wg.Done(); db.ExpireDue(ctx, now, 5) }()
@@ -106,7 +107,8 @@ func TestCacheAgreesWithTheFile(t *testing.T) {
 		id := fmt.Sprintf("t-%d", i)
 		cached, err1 := db.Transfer(ctx, "a", id)
 		stored, err2 := plain.Transfer(ctx, "a", id)
-		if err1 != nil || err2 != nil || cached.Status != stored.Status || !cached.CompletedAt.Equal(stored.CompletedAt) {
+		if err1 != nil || err2 != nil || cached.Status != stored.Status || !cached.CompletedAt.Equal(stored.CompletedAt) ||
+			(cached.ReturnResult == nil) != (stored.ReturnResult == nil) || (stored.Status == switchback.StatusCompleted) != (stored.ReturnResult != nil) {
 			t.Fatalf("%s: cached %+v (%v), file %+v (%v)", id, cached, err1, stored, err2)
 		}
 	}

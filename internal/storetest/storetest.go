@@ -59,6 +59,12 @@ func Run(t *testing.T, open Opener) {
 		{"ClaimNonceOnce", testClaimNonce},
 		{"ConcurrentClaimsHaveOneWinner", testConcurrentClaims},
 		{"PurgeKeepsLiveNonces", testPurgeKeepsLiveNonces},
+		{"ReturnResult", testReturnResult},
+		{"ConversationLegs", testConversationLegs},
+		{"ConversationRecords", testConversationRecords},
+		{"MatchRefusesSecondLiveLeg", testMatchRefusesSecondLiveLeg},
+		{"CreateRefusedWhileLegLive", testCreateRefusedWhileLegLive},
+		{"ConcurrentLegMatchesHaveOneWinner", testConcurrentLegMatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })

@@ -221,6 +221,37 @@ func (s *Service) Complete(ctx context.Context, tenantID, id string, out *switch
 	return t, err
 }
 
+// SetReturnResult records how a completed transfer's hand-back went,
+// stamped with now when r has no time. Waiters are not woken: the status
+// does not change.
+func (s *Service) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult) error {
+	if r != nil && r.At.IsZero() {
+		stamped := *r
+		stamped.At = s.now()
+		r = &stamped
+	}
+	return s.store.SetReturnResult(ctx, tenantID, id, r)
+}
+
+// Conversation returns a tenant's conversation with each leg as Get shows
+// it: an ACTIVE leg past its expiry reads EXPIRED.
+func (s *Service) Conversation(ctx context.Context, tenantID, externalID string) (*switchback.Conversation, error) {
+	c, err := s.store.Conversation(ctx, tenantID, externalID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	for _, t := range c.Legs {
+		t.Status = t.StatusAt(now)
+	}
+	return c, nil
+}
+
+// RecordConversation adds a leg's events and state to its conversation, now.
+func (s *Service) RecordConversation(ctx context.Context, r *switchback.ConversationRecord) error {
+	return s.store.RecordConversation(ctx, r, s.now())
+}
+
 func (s *Service) moved(t *switchback.Transfer) {
 	k := key{t.TenantID, t.ID}
 	s.timers.remove(k)

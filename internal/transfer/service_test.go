@@ -130,3 +130,51 @@ func TestRunExpiresOnTimeAndWakesWaiters(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestConversationsUseTheClock checks what the service adds to the store's
+// conversations and return results: legs read at now, times from the clock.
+func TestConversationsUseTheClock(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	s := newService(t, Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnBYE}, func() time.Time { return now })
+	ctx := context.Background()
+	if _, err := s.Create(ctx, sipRequest("first", &switchback.SIP{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Match(ctx, "acme", "first"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Complete(ctx, "acme", "first", &switchback.OutputContext{TransferType: switchback.TransferSystem}); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(time.Second)
+	if err := s.SetReturnResult(ctx, "acme", "first", &switchback.ReturnResult{Method: switchback.ReturnBYE}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, sipRequest("second", &switchback.SIP{})); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(2 * time.Second)
+	if err := s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "acme", ExternalID: "c",
+		Events: []switchback.ConversationEvent{{TransferID: "first", Type: switchback.EventCallEnded}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	now = t0.Add(2 * time.Minute) // past the second leg's expiry, before any timer moved it
+	c, err := s.Conversation(ctx, "acme", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Legs) != 2 || c.Legs[0].ID != "first" || c.Legs[1].ID != "second" {
+		t.Fatalf("legs = %+v", c.Legs)
+	}
+	if c.Legs[1].Status != switchback.StatusExpired {
+		t.Fatalf("an ACTIVE leg past its expiry reads %s, want EXPIRED", c.Legs[1].Status)
+	}
+	if r := c.Legs[0].ReturnResult; r == nil || !r.At.Equal(t0.Add(time.Second)) {
+		t.Fatalf("return result %+v, want one stamped with the clock", r)
+	}
+	if !c.UpdatedAt.Equal(t0.Add(2*time.Second)) || len(c.Events) != 1 || !c.Events[0].At.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("record at %v with events %+v, want the clock's time", c.UpdatedAt, c.Events)
+	}
+}

@@ -1,0 +1,235 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchback/switchback"
+)
+
+// lockConversation takes the transaction-scoped advisory lock of a
+// tenant's conversation, waiting for a transaction of another node that
+// holds it. The key is a 64-bit hash of tenant and external id, separated
+// by a byte neither contains; two conversations sharing a hash only wait
+// for each other.
+func lockConversation(ctx context.Context, tx pgx.Tx, tenantID, ext string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\x1f' || $2, 0))`,
+		tenantID, ext); err != nil {
+		return fmt.Errorf("lock conversation: %w", err)
+	}
+	return nil
+}
+
+// liveLeg returns the id of a transfer of the tenant's conversation ext,
+// other than id, that is ONGOING, or "" when there is none. A transfer
+// without a conversation id has no other legs.
+func liveLeg(ctx context.Context, tx pgx.Tx, tenantID, ext, id string) (string, error) {
+	if ext == "" {
+		return "", nil
+	}
+	var live string
+	err := tx.QueryRow(ctx, `
+		SELECT id FROM transfers
+		WHERE tenant_id = $1 AND external_conversation_id = $2 AND status = 'ONGOING' AND id <> $3
+		ORDER BY id LIMIT 1`, tenantID, ext, id).Scan(&live)
+	if notFound(err) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("find the live leg: %w", err)
+	}
+	return live, nil
+}
+
+// returnResultJSON is how a ReturnResult is kept in transfers.return_result.
+type returnResultJSON struct {
+	Method       string `json:"method"`
+	SIPStatus    int    `json:"sipStatus,omitempty"`
+	NotifyStatus int    `json:"notifyStatus,omitempty"`
+	Fallback     bool   `json:"fallback,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	At           int64  `json:"at"` // microseconds since the epoch
+}
+
+func encodeReturnResult(r *switchback.ReturnResult) (string, error) {
+	b, err := json.Marshal(returnResultJSON{Method: string(r.Method), SIPStatus: r.SIPStatus,
+		NotifyStatus: r.NotifyStatus, Fallback: r.Fallback, Reason: r.Reason, At: micros(r.At)})
+	return string(b), err
+}
+
+func decodeReturnResult(s string) (*switchback.ReturnResult, error) {
+	var j returnResultJSON
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return nil, err
+	}
+	return &switchback.ReturnResult{Method: switchback.ReturnTransferType(j.Method), SIPStatus: j.SIPStatus,
+		NotifyStatus: j.NotifyStatus, Fallback: j.Fallback, Reason: j.Reason, At: fromMicros(j.At)}, nil
+}
+
+// SetReturnResult records how a completed transfer's hand-back went.
+func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult) error {
+	if r == nil {
+		return switchback.Errorf(switchback.EINVALID, "no return result for call transfer %s", id)
+	}
+	result, err := encodeReturnResult(r)
+	if err != nil {
+		return fmt.Errorf("set return result: %w", err)
+	}
+	tag, err := db.pool.Exec(ctx, `
+		UPDATE transfers SET return_result = $3
+		WHERE tenant_id = $1 AND id = $2 AND status = 'COMPLETED'`, tenantID, id, result)
+	if err != nil {
+		return fmt.Errorf("set return result: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	exists, err := db.transferExists(ctx, tenantID, id)
+	if err != nil {
+		return fmt.Errorf("set return result: %w", err)
+	} else if !exists {
+		return errTransferNotFound(id)
+	}
+	return switchback.Errorf(switchback.EGONE, "call transfer %s is not completed", id)
+}
+
+// Conversation returns a tenant's conversation, read in one snapshot so
+// legs, state and events are of one moment.
+func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*switchback.Conversation, error) {
+	c := &switchback.Conversation{TenantID: tenantID, ExternalID: externalID}
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+transferColumns+` FROM transfers
+			WHERE tenant_id = $1 AND external_conversation_id = $2
+			ORDER BY created_at, id`, tenantID, externalID)
+		if err != nil {
+			return fmt.Errorf("legs: %w", err)
+		}
+		c.Legs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*switchback.Transfer, error) { return scanTransfer(r) })
+		if err != nil {
+			return fmt.Errorf("legs: %w", err)
+		}
+
+		var (
+			state            *string
+			created, updated int64
+		)
+		err = tx.QueryRow(ctx, `SELECT state, created_at, updated_at FROM conversations
+			WHERE tenant_id = $1 AND external_id = $2`, tenantID, externalID).Scan(&state, &created, &updated)
+		recorded := err == nil
+		if notFound(err) {
+			if len(c.Legs) == 0 {
+				return switchback.Errorf(switchback.ENOTFOUND, "conversation %q not found", externalID)
+			}
+		} else if err != nil {
+			return fmt.Errorf("record: %w", err)
+		}
+		if state != nil {
+			c.State = json.RawMessage(*state)
+		}
+		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+		if len(c.Legs) > 0 && (!recorded || c.Legs[0].CreatedAt.Before(c.CreatedAt)) {
+			c.CreatedAt = c.Legs[0].CreatedAt
+		}
+		if !recorded {
+			return nil
+		}
+
+		rows, err = tx.Query(ctx, `SELECT at, transfer_id, type, data FROM conversation_events
+			WHERE tenant_id = $1 AND external_id = $2 ORDER BY seq`, tenantID, externalID)
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		var (
+			at       int64
+			leg, typ string
+			data     *string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&at, &leg, &typ, &data}, func() error {
+			ev := switchback.ConversationEvent{At: fromMicros(at), TransferID: leg, Type: switchback.EventType(typ)}
+			if data != nil {
+				if err := json.Unmarshal([]byte(*data), &ev.Data); err != nil {
+					return fmt.Errorf("event data: %w", err)
+				}
+			}
+			c.Events = append(c.Events, ev)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("get conversation", err)
+	}
+	return c, nil
+}
+
+// RecordConversation appends a leg's events to its conversation and
+// replaces its state when the record has one. The upsert's row lock
+// serializes records of one conversation, so their sequence numbers never
+// collide.
+func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	var state *string
+	if r.State != nil {
+		s := string(r.State)
+		state = &s
+	}
+	n := len(r.Events)
+	var (
+		ats   = make([]int64, n)
+		legs  = make([]string, n)
+		types = make([]string, n)
+		data  = make([]*string, n)
+	)
+	for i, e := range r.Events {
+		ats[i], legs[i], types[i] = micros(e.At), e.TransferID, string(e.Type)
+		if e.At.IsZero() {
+			ats[i] = micros(now)
+		}
+		if e.Data != nil {
+			b, err := json.Marshal(e.Data)
+			if err != nil {
+				return fmt.Errorf("record conversation: event data: %w", err)
+			}
+			s := string(b)
+			data[i] = &s
+		}
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var next int64
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
+			VALUES ($1, $2, $3, $4, $4, $5)
+			ON CONFLICT (tenant_id, external_id) DO UPDATE SET
+				state = COALESCE(EXCLUDED.state, conversations.state),
+				updated_at = EXCLUDED.updated_at,
+				next_seq = conversations.next_seq + EXCLUDED.next_seq
+			RETURNING next_seq`,
+			r.TenantID, r.ExternalID, state, micros(now), int64(n)).Scan(&next); err != nil {
+			return fmt.Errorf("upsert: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
+			SELECT $1, $2, $3 + e.ord - 1, e.at, e.transfer_id, e.type, e.data
+			FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[])
+				WITH ORDINALITY AS e(at, transfer_id, type, data, ord)`,
+			r.TenantID, r.ExternalID, next-int64(n), ats, legs, types, data); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap("record conversation", err)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchback/switchback"
+)
+
+// liveLeg returns the id of a transfer of the tenant's conversation ext,
+// other than id, that is ONGOING, or "" when there is none. A transfer
+// without a conversation id has no other legs.
+func liveLeg(ctx context.Context, tx *wtx, tenantID, ext, id string) (string, error) {
+	if ext == "" {
+		return "", nil
+	}
+	var live string
+	err := tx.queryRow(ctx, `SELECT id FROM transfers
+		WHERE tenant_id = ? AND external_conversation_id = ? AND status = 'ONGOING' AND id <> ?
+		ORDER BY id LIMIT 1`, tenantID, ext, id).Scan(&live)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return live, err
+}
+
+// returnResultJSON is how a ReturnResult is kept in transfers.return_result.
+type returnResultJSON struct {
+	Method       string `json:"method"`
+	SIPStatus    int    `json:"sipStatus,omitempty"`
+	NotifyStatus int    `json:"notifyStatus,omitempty"`
+	Fallback     bool   `json:"fallback,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	At           int64  `json:"at"` // microseconds since the epoch
+}
+
+func encodeReturnResult(r *switchback.ReturnResult) (string, error) {
+	b, err := json.Marshal(returnResultJSON{Method: string(r.Method), SIPStatus: r.SIPStatus,
+		NotifyStatus: r.NotifyStatus, Fallback: r.Fallback, Reason: r.Reason, At: micros(r.At)})
+	return string(b), err
+}
+
+func decodeReturnResult(s string) (*switchback.ReturnResult, error) {
+	var j returnResultJSON
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return nil, err
+	}
+	return &switchback.ReturnResult{Method: switchback.ReturnTransferType(j.Method), SIPStatus: j.SIPStatus,
+		NotifyStatus: j.NotifyStatus, Fallback: j.Fallback, Reason: j.Reason, At: fromMicros(j.At)}, nil
+}
+
+// SetReturnResult implements switchback.Store.
+func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult) error {
+	if r == nil {
+		return switchback.Errorf(switchback.EINVALID, "no return result for call transfer %q", id)
+	}
+	result, err := encodeReturnResult(r)
+	if err != nil {
+		return fmt.Errorf("encode return result: %w", err)
+	}
+	err = db.inTx(ctx, func(tx *wtx) error {
+		t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET return_result = ?
+			WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
+			result, tenantID, id, switchback.StatusCompleted))
+		if errors.Is(err, sql.ErrNoRows) {
+			var status string
+			err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFound(id)
+			} else if err != nil {
+				return err
+			}
+			return switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not COMPLETED", id, status)
+		} else if err != nil {
+			return err
+		}
+		tx.afterCommit(func() { db.cache.put(t) })
+		return nil
+	})
+	return wrap("set return result", err)
+}
+
+// Conversation implements switchback.Store. It reads in one transaction,
+// so legs, state and events are of one moment.
+func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*switchback.Conversation, error) {
+	ctx = context.WithoutCancel(ctx)
+	tx, err := db.read.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap("get conversation", err)
+	}
+	defer tx.Rollback()
+	c := &switchback.Conversation{TenantID: tenantID, ExternalID: externalID}
+	rows, err := tx.QueryContext(ctx, `SELECT `+transferColumns+` FROM transfers
+		WHERE tenant_id = ? AND external_conversation_id = ? ORDER BY created_at, id`, tenantID, externalID)
+	if err != nil {
+		return nil, wrap("get conversation legs", err)
+	}
+	for rows.Next() {
+		t, err := scanTransfer(rows)
+		if err != nil {
+			rows.Close()
+			return nil, wrap("get conversation legs", err)
+		}
+		c.Legs = append(c.Legs, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, wrap("get conversation legs", err)
+	}
+
+	var (
+		state            sql.NullString
+		created, updated int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT state, created_at, updated_at FROM conversations
+		WHERE tenant_id = ? AND external_id = ?`, tenantID, externalID).Scan(&state, &created, &updated)
+	recorded := err == nil
+	if errors.Is(err, sql.ErrNoRows) {
+		if len(c.Legs) == 0 {
+			return nil, switchback.Errorf(switchback.ENOTFOUND, "conversation %q not found", externalID)
+		}
+	} else if err != nil {
+		return nil, wrap("get conversation", err)
+	}
+	if state.Valid {
+		c.State = json.RawMessage(state.String)
+	}
+	c.UpdatedAt = fromMicros(updated)
+	c.CreatedAt = fromMicros(created)
+	if len(c.Legs) > 0 && (!recorded || c.Legs[0].CreatedAt.Before(c.CreatedAt)) {
+		c.CreatedAt = c.Legs[0].CreatedAt
+	}
+	if !recorded {
+		return c, nil
+	}
+
+	rows, err = tx.QueryContext(ctx, `SELECT at, transfer_id, type, data FROM conversation_events
+		WHERE tenant_id = ? AND external_id = ? ORDER BY seq`, tenantID, externalID)
+	if err != nil {
+		return nil, wrap("get conversation events", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			e    switchback.ConversationEvent
+			at   int64
+			data sql.NullString
+		)
+		if err := rows.Scan(&at, &e.TransferID, &e.Type, &data); err != nil {
+			return nil, wrap("get conversation events", err)
+		}
+		e.At = fromMicros(at)
+		if data.Valid {
+			if err := json.Unmarshal([]byte(data.String), &e.Data); err != nil {
+				return nil, fmt.Errorf("decode event data of conversation %q: %w", externalID, err)
+			}
+		}
+		c.Events = append(c.Events, e)
+	}
+	return c, wrap("get conversation events", rows.Err())
+}
+
+// RecordConversation implements switchback.Store.
+func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	var state sql.NullString
+	if r.State != nil {
+		state = sql.NullString{String: string(r.State), Valid: true}
+	}
+	data := make([]sql.NullString, len(r.Events))
+	for i, e := range r.Events {
+		if e.Data == nil {
+			continue
+		}
+		b, err := json.Marshal(e.Data)
+		if err != nil {
+			return fmt.Errorf("encode event data: %w", err)
+		}
+		data[i] = sql.NullString{String: string(b), Valid: true}
+	}
+	n := int64(len(r.Events))
+	err := db.inTx(ctx, func(tx *wtx) error {
+		var next int64
+		err := tx.queryRow(ctx, `INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (tenant_id, external_id) DO UPDATE SET
+				state = CASE WHEN excluded.state IS NULL THEN conversations.state ELSE excluded.state END,
+				updated_at = excluded.updated_at,
+				next_seq = conversations.next_seq + excluded.next_seq
+			RETURNING next_seq`,
+			r.TenantID, r.ExternalID, state, micros(now), micros(now), n).Scan(&next)
+		if err != nil {
+			return err
+		}
+		for i, e := range r.Events {
+			at := e.At
+			if at.IsZero() {
+				at = now
+			}
+			if _, err := tx.exec(ctx, `INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				r.TenantID, r.ExternalID, next-n+int64(i), micros(at), e.TransferID, string(e.Type), data[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("record conversation", err)
+}
