@@ -147,9 +147,13 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
 		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
-		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"), "-nostdin", g.sip)
+		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
+		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", g.sip)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
+	// What the scenario's <log> actions wrote comes first.
+	logs, _ := os.ReadFile(filepath.Join(dir, "logs.log"))
+	out = append(logs, out...)
 	errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
 	msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
 	if len(msgs) > 6000 {
@@ -212,17 +216,30 @@ func TestTenantWithoutAgentGetsItsCallsBackAtOnce(t *testing.T) {
 	if r.str("status") != "COMPLETED" || oc["transferType"] != "SYSTEM" || oc["currentTaskName"] != "billing" {
 		t.Fatalf("a call to a tenant without agents: %s", r.raw)
 	}
-	// The SIP edge's gauges are scraped with the API's.
-	res, err := http.Get(g.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	for _, want := range []string{"switchback_sip_calls 0", "switchback_sip_pending_invites 0", "switchback_sip_invites_shed_total 0"} {
-		if !strings.Contains(string(body), want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
+	// The SIP edge's gauges are scraped with the API's; the call is gone
+	// from them once its hand-back is recorded.
+	want := []string{"switchback_sip_calls 0\n", "switchback_sip_pending_invites 0\n", "switchback_sip_invites_shed_total 0\n"}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		res, err := http.Get(g.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q", missing)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

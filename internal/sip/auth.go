@@ -25,6 +25,7 @@ type access struct {
 type tenantAccess struct {
 	access
 	id       string
+	user     string // the user part of its static URI
 	maxCalls int64
 	calls    atomic.Int64
 }
@@ -65,7 +66,7 @@ func (e *Edge) loadAccess(c config.Config) error {
 		if err != nil {
 			return err
 		}
-		ta := &tenantAccess{access: a, id: t.ID, maxCalls: int64(t.SIP.MaxCalls)}
+		ta := &tenantAccess{access: a, id: t.ID, user: t.SIP.User, maxCalls: int64(t.SIP.MaxCalls)}
 		e.tenants[t.SIP.User] = ta
 		e.tenantsByID[t.ID] = ta
 		if len(a.allow) == 0 && len(a.users) > 0 {

@@ -40,14 +40,16 @@ type call struct {
 	hungup       chan struct{} // closed when the caller is gone
 	hangupBy     string
 	once         sync.Once
-	refreshed    chan struct{} // a session refresh arrived
-	stopping     chan struct{} // the edge shuts down
+	refreshed    chan struct{}    // a session refresh arrived
+	notifies     chan referNotify // the NOTIFYs of our REFER
+	stopping     chan struct{}    // the edge shuts down
 	stopOnce     sync.Once
 }
 
 func newCall(e *Edge, t *switchback.Transfer, d *sipgo.DialogServerSession, m *media.Session, o *media.Origin, lateOffer bool, log loggerLike) *call {
 	return &call{e: e, t: t, dialog: d, media: m, origin: o, lateOffer: lateOffer, log: log,
-		hungup: make(chan struct{}), refreshed: make(chan struct{}, 1), stopping: make(chan struct{})}
+		hungup: make(chan struct{}), refreshed: make(chan struct{}, 1), stopping: make(chan struct{}),
+		notifies: make(chan referNotify, 8)}
 }
 
 // timerState is a call's RFC 4028 session timer: the caller refreshes the
@@ -229,21 +231,47 @@ func (c *call) endByCaller(cancel context.CancelFunc) {
 	c.log.Info("call ended by the caller", "by", c.hangupBy)
 }
 
-// handBack stores the agent's outcome and then hangs up: a client that
-// fetches the transfer the moment the call comes back finds it COMPLETED
-// (DESIGN.md invariant 3).
+// handBack stores the agent's outcome and then hands the call back as the
+// transfer asks: a client that fetches the transfer the moment the call
+// comes back finds it COMPLETED (DESIGN.md invariant 3). How the hand-back
+// went is recorded on the transfer afterwards.
 func (c *call) handBack(out *switchback.OutputContext) {
 	if !c.complete(out) {
 		// Storing failed: the caller is still handed back, or the line
 		// would stay up with nobody on it.
 		c.log.Error("handing back without a stored output context")
 	}
-	if c.t.SIP != nil && c.t.SIP.ReturnTransferType != switchback.ReturnBYE && c.t.SIP.ReturnTransferType != "" {
-		c.log.Warn("return by "+string(c.t.SIP.ReturnTransferType)+" is not available yet; handing back by BYE",
-			"return_uri", c.t.SIP.ReturnURI)
+	r, bye := switchback.ReturnResult{Method: switchback.ReturnBYE}, true
+	switch c.returnMethod() {
+	case switchback.ReturnREFER:
+		r, bye = c.referBack()
 	}
-	c.bye()
-	c.log.Info("call handed back", "method", "BYE", "transfer_type", string(out.TransferType))
+	// The result is recorded before the BYE, so a client that fetches the
+	// transfer when its call returns finds it too.
+	r.At = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.e.svc.SetReturnResult(ctx, c.t.TenantID, c.t.ID, &r); err != nil {
+		c.log.Warn("record the hand-back's result", "err", err)
+	}
+	if bye {
+		c.bye()
+	}
+	c.log.Info("call handed back", "method", string(r.Method), "transfer_type", string(out.TransferType),
+		"sip_status", r.SIPStatus, "notify_status", r.NotifyStatus, "fallback", r.Fallback, "reason", r.Reason)
+}
+
+// returnMethod is how the call goes back: REFER or INVITE as a SIP
+// transfer with a return URI asks, else BYE (always for PHONE_NUMBER).
+func (c *call) returnMethod() switchback.ReturnTransferType {
+	if c.t.Type != switchback.TypeSIP || c.t.SIP == nil || c.t.SIP.ReturnURI == "" {
+		return switchback.ReturnBYE
+	}
+	switch m := c.t.SIP.ReturnTransferType; m {
+	case switchback.ReturnREFER, switchback.ReturnINVITE:
+		return m
+	}
+	return switchback.ReturnBYE
 }
 
 // complete stores the outcome, retrying briefly if the store hiccups.

@@ -176,6 +176,7 @@ func (e *Edge) Listen() error {
 	e.srv.OnOptions(e.onOptions)
 	e.srv.OnInfo(e.onInfo)
 	e.srv.OnUpdate(e.onUpdate)
+	e.srv.OnNotify(e.onNotify)
 	e.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
 		// The transaction layer has answered the CANCEL and ended the
 		// INVITE; a CANCEL that matched nothing gets 481.
@@ -252,11 +253,24 @@ const udpReadBuffer = 8 << 20
 // progress (sip.maxPendingInvites).
 func (e *Edge) Shed() int64 { return e.shed.Load() }
 
+// tenantURI is a tenant's static SIP URI on this edge, as Referred-By
+// names it.
+func (e *Edge) tenantURI(tenantID string) string {
+	user := tenantID
+	if t := e.tenantsByID[tenantID]; t != nil && t.user != "" {
+		user = t.user
+	}
+	return "sip:" + user + "@" + netip.AddrPortFrom(e.host, e.Addr().Port()).String()
+}
+
 // PendingInvites returns how many new INVITEs are in progress.
 func (e *Edge) PendingInvites() int64 { return e.pending.Load() }
 
 // ActiveCalls returns how many calls the edge holds.
 func (e *Edge) ActiveCalls() int { return int(e.nCalls.Load()) }
+
+// allowed are the methods Switchback takes, as its Allow headers say.
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY"
 
 // onOptions answers keep-alive and capability probes.
 func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
@@ -264,7 +278,7 @@ func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"))
+	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	tx.Respond(res)

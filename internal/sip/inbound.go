@@ -227,7 +227,7 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, t *switchback.
 		}
 	}
 	res := sip.NewSDPResponseFromRequest(dialog.InviteRequest, body)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"))
+	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if c.timer.interval > 0 {
 		res.AppendHeader(sip.NewHeader("Session-Expires", c.timer.header()))
