@@ -36,6 +36,9 @@ import (
 // there (symmetric RTP, RFC 4961, which is how a caller behind NAT is
 // reached).
 //
+// Bridged (see Bridge), a Session relays what it receives to the other
+// leg instead of decoding it, and sends what the other leg relays to it.
+//
 // Time is the wall clock, not an injected one: pacing is real time
 // against a real socket.
 type Session struct {
@@ -62,8 +65,12 @@ type Session struct {
 	reqs  chan sendRequest
 	done  chan error
 	abort chan struct{}
-	turn  chan struct{} // held by the one Play or SendDigit under way
+	turn  chan struct{} // held by the one Play or SendDigit under way, or by a Bridge
 	out   stream        // what the turn's holder sends on
+
+	// relay, while the Session is one leg of a Bridge, takes the packets
+	// it receives and sends them on from the other leg.
+	relay atomic.Pointer[relay]
 
 	lifeMu  sync.Mutex
 	started atomic.Bool
@@ -288,7 +295,8 @@ func (s *Session) Close() error {
 // Play sends pcm, 8 kHz mono linear PCM, as 20 ms packets (the last one
 // padded with silence), and returns once the last has gone, or when ctx
 // ends. Plays queue behind one another; a Play that starts within 20 ms of
-// the previous one's end continues its talkspurt. While the direction
+// the previous one's end continues its talkspurt; Plays wait as well while
+// the Session is in a Bridge. While the direction
 // does not send (the peer holds the call), Play takes as long but sends
 // nothing. pcm is read while Play runs and not after.
 func (s *Session) Play(ctx context.Context, pcm []int16) error {
@@ -370,12 +378,14 @@ func (s *Session) newSender() *sender {
 // stream is the RTP stream a Session sends: one SSRC for the Session's
 // life, and sequence numbers and a clock that run on from one sender to
 // the next. It has one sender at a time, whoever holds the Session's turn:
-// the send goroutine serving a Play or SendDigit.
+// the send goroutine serving a Play or SendDigit, or a Bridge relaying the
+// other leg's packets. The far end sees one stream either way.
 type stream struct {
 	ssrc uint32
 	seq  uint16 // the next packet's
-	// The clock reads ts0 at t0 (set by the first packet) and runs at
-	// 8 kHz from there, through silence as well (RFC 3550 §5.1).
+	// The clock reads ts0 at t0 (set by the first packet, and moved by a
+	// Bridge to the last packet it relayed) and runs at 8 kHz from there,
+	// through silence as well (RFC 3550 §5.1).
 	ts0 uint32
 	t0  time.Time
 	// next is the deadline after the last packet's: where a talkspurt
@@ -635,6 +645,9 @@ func (s *Session) receive(rx *receiver, b []byte, from netip.AddrPort, now time.
 	rx.maxSeq = seq
 	s.stats.received.Add(1)
 	if !Direction(s.dir.Load()).Receives() {
+		return
+	}
+	if r := s.relay.Load(); r != nil && r.relay(rx, p, b, isEvent, now) {
 		return
 	}
 
