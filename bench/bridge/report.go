@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 )
 
 // runReport prints the markdown tables of a results file, the ratios of
@@ -50,6 +51,9 @@ func runReport(args []string, w io.Writer) error {
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
+		if sa, sb := sameCodec(a.codecs), sameCodec(b.codecs); sa != sb {
+			return sa // no transcoding first
+		}
 		if a.codecs != b.codecs {
 			return a.codecs < b.codecs
 		}
@@ -128,6 +132,12 @@ func runReport(args []string, w io.Writer) error {
 		return errors.New("a target failed")
 	}
 	return nil
+}
+
+// sameCodec reports whether codecs, "PCMU/PCMA", names one codec twice.
+func sameCodec(codecs string) bool {
+	a, b, _ := strings.Cut(codecs, "/")
+	return a == b
 }
 
 func ratio(a, b float64) string {
