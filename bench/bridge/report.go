@@ -98,40 +98,62 @@ func runReport(args []string, w io.Writer) error {
 
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "### Targets (%d calls, PCMU/PCMU)\n\n", *targetCalls)
-	fmt.Fprintln(w, "| round | target | result | verdict |")
-	fmt.Fprintln(w, "|--:|---|---|---|")
-	failed := false
-	judged := false
-	verdict := func(ok bool) string {
-		if ok {
-			return "PASS"
-		}
-		failed = true
-		return "FAIL"
-	}
+	fmt.Fprintln(w, "| round | target | Switchback | rtpengine, same round | other CPU, Switchback's run | verdict |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|---|")
+	var loss, p99, ratios []float64
 	for _, k := range keys {
 		if k.calls != *targetCalls || k.codecs != "PCMU/PCMU" {
 			continue
 		}
 		sb, ok := pairs[k]["switchback"]
-		if !ok {
+		if !ok || sb.Sent == 0 {
 			continue
 		}
-		judged = true
-		fmt.Fprintf(w, "| %d | loss < %g%% | %.3f%% of %d packets | %s |\n", k.round, *lossMax, sb.LossPct, sb.Sent, verdict(sb.Sent > 0 && sb.LossPct < *lossMax))
-		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %s |\n", k.round, *p99Max, sb.LatP99ms, verdict(sb.Sent > 0 && sb.LatP99ms < *p99Max))
-		if re, ok := pairs[k]["rtpengine"]; ok && re.PPSPerCPUSecond > 0 {
+		re := pairs[k]["rtpengine"]
+		loss, p99 = append(loss, sb.LossPct), append(p99, sb.LatP99ms)
+		fmt.Fprintf(w, "| %d | loss < %g%% | %.3f%% | %.3f%% | %.0f%% | %s |\n", k.round, *lossMax, sb.LossPct, re.LossPct, sb.OtherCPUPct, passFail(sb.LossPct < *lossMax))
+		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %.2f ms | %.0f%% | %s |\n", k.round, *p99Max, sb.LatP99ms, re.LatP99ms, sb.OtherCPUPct, passFail(sb.LatP99ms < *p99Max))
+		if re.PPSPerCPUSecond > 0 {
 			x := sb.PPSPerCPUSecond / re.PPSPerCPUSecond
-			fmt.Fprintf(w, "| %d | packets per CPU-second ≥ %g × rtpengine's | %.0f / %.0f = %.2f | %s |\n", k.round, *ratioMin, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, x, verdict(x >= *ratioMin))
+			ratios = append(ratios, x)
+			fmt.Fprintf(w, "| %d | packets per CPU-second ≥ %g × rtpengine's | %.0f | %.0f | %.0f%% | %.2f: %s |\n", k.round, *ratioMin, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, sb.OtherCPUPct, x, passFail(x >= *ratioMin))
 		}
 	}
-	if !judged {
-		fmt.Fprintln(w, "| — | no run at the target | — | — |")
+	if len(loss) == 0 {
+		fmt.Fprintln(w, "| — | no run at the target | — | — | — | — |")
+		return nil
+	}
+	// One round decides alone; several, by their median, as the machine
+	// is noisy.
+	failed := median(loss) >= *lossMax || median(p99) >= *p99Max || len(ratios) > 0 && median(ratios) < *ratioMin
+	if len(loss) > 1 {
+		fmt.Fprintf(w, "| median | loss < %g%% | %.3f%% | | | %s |\n", *lossMax, median(loss), passFail(median(loss) < *lossMax))
+		fmt.Fprintf(w, "| median | added latency p99 < %g ms | %.2f ms | | | %s |\n", *p99Max, median(p99), passFail(median(p99) < *p99Max))
+		if len(ratios) > 0 {
+			fmt.Fprintf(w, "| median | packets per CPU-second ≥ %g × rtpengine's | %.2f | | | %s |\n", *ratioMin, median(ratios), passFail(median(ratios) >= *ratioMin))
+		}
 	}
 	if failed && *strict {
 		return errors.New("a target failed")
 	}
 	return nil
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // sameCodec reports whether codecs, "PCMU/PCMA", names one codec twice.
