@@ -9,6 +9,9 @@
 //     with pion/sdp.
 //   - session.go, ports.go: RFC 3550 RTP and the RFC 3551 audio profile,
 //     with symmetric RTP (RFC 4961) latching for callers behind NAT.
+//   - bridge.go: two Sessions relaying to each other, a back-to-back RTP
+//     session (RFC 7667) with G.711 transcoding, for a call Switchback
+//     stays in the middle of.
 //   - wav.go, resample.go, recorder.go: RIFF WAVE prompts, resampled to
 //     8 kHz, and recordings.
 //

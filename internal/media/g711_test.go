@@ -182,6 +182,15 @@ func TestG711Transcode(t *testing.T) {
 			t.Errorf("ALawToULaw(%#02x) = %#02x, want %#02x", b, toA[i], want)
 		}
 	}
+	// In place, as a Bridge transcodes.
+	inPlace := append([]byte(nil), all...)
+	ULawToALaw(inPlace, inPlace)
+	ALawToULaw(inPlace, inPlace)
+	ULawToALaw(toA, all)
+	ALawToULaw(back, toA)
+	if string(inPlace) != string(back) {
+		t.Error("transcoding in place differs from transcoding into another slice")
+	}
 }
 
 func TestG711DoesNotAllocate(t *testing.T) {

@@ -36,6 +36,9 @@ import (
 // there (symmetric RTP, RFC 4961, which is how a caller behind NAT is
 // reached).
 //
+// Bridged (see Bridge), a Session relays what it receives to the other
+// leg instead of decoding it, and sends what the other leg relays to it.
+//
 // Time is the wall clock, not an injected one: pacing is real time
 // against a real socket.
 type Session struct {
@@ -62,7 +65,12 @@ type Session struct {
 	reqs  chan sendRequest
 	done  chan error
 	abort chan struct{}
-	turn  chan struct{} // held by the one Play or SendDigit under way
+	turn  chan struct{} // held by the one Play or SendDigit under way, or by a Bridge
+	out   stream        // what the turn's holder sends on
+
+	// relay, while the Session is one leg of a Bridge, takes the packets
+	// it receives and sends them on from the other leg.
+	relay atomic.Pointer[relay]
 
 	lifeMu  sync.Mutex
 	started atomic.Bool
@@ -153,6 +161,7 @@ func newSession(conn, rtcp *net.UDPConn) *Session {
 		abort:    make(chan struct{}, 1),
 		turn:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
+		out:      newStream(),
 	}
 	return s
 }
@@ -286,7 +295,8 @@ func (s *Session) Close() error {
 // Play sends pcm, 8 kHz mono linear PCM, as 20 ms packets (the last one
 // padded with silence), and returns once the last has gone, or when ctx
 // ends. Plays queue behind one another; a Play that starts within 20 ms of
-// the previous one's end continues its talkspurt. While the direction
+// the previous one's end continues its talkspurt; Plays wait as well while
+// the Session is in a Bridge. While the direction
 // does not send (the peer holds the call), Play takes as long but sends
 // nothing. pcm is read while Play runs and not after.
 func (s *Session) Play(ctx context.Context, pcm []int16) error {
@@ -354,35 +364,50 @@ func (s *Session) submit(ctx context.Context, req sendRequest) error {
 	}
 }
 
-// sender is the send goroutine's state.
+// sender is the send goroutine's buffers.
 type sender struct {
-	hdr  rtp.Header
-	buf  [rtpHeaderSize + maxDatagram]byte
-	pad  [FrameSamples]int16
-	t0   time.Time // the deadline of the first packet, where the RTP clock starts
-	ts0  uint32
-	next time.Time // the deadline after the last packet's: where a talkspurt goes on
+	hdr rtp.Header
+	buf [rtpHeaderSize + maxDatagram]byte
+	pad [FrameSamples]int16
+}
+
+func (s *Session) newSender() *sender {
+	return &sender{hdr: rtp.Header{Version: 2}}
+}
+
+// stream is the RTP stream a Session sends: one SSRC for the Session's
+// life, and sequence numbers and a clock that run on from one sender to
+// the next. It has one sender at a time, whoever holds the Session's turn:
+// the send goroutine serving a Play or SendDigit, or a Bridge relaying the
+// other leg's packets. The far end sees one stream either way.
+type stream struct {
+	ssrc uint32
+	seq  uint16 // the next packet's
+	// The clock reads ts0 at t0 (set by the first packet, and moved by a
+	// Bridge to the last packet it relayed) and runs at 8 kHz from there,
+	// through silence as well (RFC 3550 §5.1).
+	ts0 uint32
+	t0  time.Time
+	// next is the deadline after the last packet's: where a talkspurt
+	// goes on.
+	next time.Time
 	// silent is set when the last slot sent nothing, so the next packet
 	// starts a talkspurt.
 	silent bool
 }
 
-func (s *Session) newSender() *sender {
-	tx := &sender{silent: true}
+func newStream() stream {
 	// RFC 3550 §5.1: random initial sequence number and timestamp, and
 	// a random SSRC (§8.1).
-	tx.hdr = rtp.Header{Version: 2, SequenceNumber: uint16(rand.Uint32()), SSRC: rand.Uint32()}
-	tx.ts0 = rand.Uint32()
-	return tx
+	return stream{ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts0: rand.Uint32(), silent: true}
 }
 
-// tsAt is the RTP timestamp of audio played out at deadline: the clock
-// runs at 8 kHz from t0, through silence as well (RFC 3550 §5.1).
-func (tx *sender) tsAt(deadline time.Time) uint32 {
-	if tx.t0.IsZero() {
-		tx.t0 = deadline
+// tsAt is the RTP timestamp of audio played out at t.
+func (st *stream) tsAt(t time.Time) uint32 {
+	if st.t0.IsZero() {
+		st.t0 = t
 	}
-	return tx.ts0 + uint32(deadline.Sub(tx.t0).Microseconds()*SampleRate/1e6)
+	return st.ts0 + uint32(t.Sub(st.t0).Microseconds()*SampleRate/1e6)
 }
 
 func (s *Session) sendLoop() {
@@ -402,19 +427,20 @@ func (s *Session) sendLoop() {
 
 // serve sends one request's packets, one per 20 ms slot.
 func (s *Session) serve(tx *sender, timer *time.Timer, req sendRequest) error {
+	out := &s.out
 	now := time.Now()
-	if tx.next.IsZero() || now.Sub(tx.next) > talkspurtGap {
-		tx.next = now
-		tx.silent = true
+	if out.next.IsZero() || now.Sub(out.next) > talkspurtGap {
+		out.next = now
+		out.silent = true
 	}
 	n := (len(req.pcm) + FrameSamples - 1) / FrameSamples
 	var eventTS uint32
 	if req.digit {
 		n = req.frames + 2 // updates, then three end packets
-		eventTS = tx.tsAt(tx.next)
+		eventTS = out.tsAt(out.next)
 	}
 	for i := range n {
-		deadline := tx.next
+		deadline := out.next
 		if err := s.waitUntil(timer, deadline); err != nil {
 			return err
 		}
@@ -424,7 +450,7 @@ func (s *Session) serve(tx *sender, timer *time.Timer, req sendRequest) error {
 				deadline = time.Now()
 			}
 		}
-		tx.next = deadline.Add(frameDuration)
+		out.next = deadline.Add(frameDuration)
 		if req.digit {
 			e := dtmfPacket(req.event, req.frames, i)
 			s.writeEvent(tx, e, eventTS, i == 0)
@@ -473,7 +499,7 @@ func (s *Session) writeAudio(tx *sender, frame []int16, deadline time.Time) {
 	}
 	p := s.params.Load()
 	n := p.Codec.Encode(tx.buf[rtpHeaderSize:], frame)
-	s.writePacket(tx, p.PayloadType, tx.tsAt(deadline), tx.silent, n)
+	s.writePacket(tx, p.PayloadType, s.out.tsAt(deadline), s.out.silent, n)
 }
 
 // writeEvent sends one telephone-event packet (RFC 4733 §2.5.1).
@@ -488,21 +514,29 @@ func (s *Session) writeEvent(tx *sender, e DTMFEvent, ts uint32, marker bool) {
 // send it. Only sent packets take a sequence number.
 func (s *Session) writePacket(tx *sender, pt uint8, ts uint32, marker bool, n int) {
 	remote := s.remote.Load()
-	if !Direction(s.dir.Load()).Sends() || remote == nil || remote.Port() == 0 || !remote.Addr().IsValid() || remote.Addr().IsUnspecified() {
-		tx.silent = true
+	if !Direction(s.dir.Load()).Sends() || !reachable(remote) {
+		s.out.silent = true
 		return
 	}
 	tx.hdr.PayloadType = pt
+	tx.hdr.SequenceNumber = s.out.seq
 	tx.hdr.Timestamp = ts
+	tx.hdr.SSRC = s.out.ssrc
 	tx.hdr.Marker = marker
 	if _, err := tx.hdr.MarshalTo(tx.buf[:rtpHeaderSize]); err != nil {
 		return
 	}
-	tx.hdr.SequenceNumber++
-	tx.silent = false
+	s.out.seq++
+	s.out.silent = false
 	if _, err := s.conn.WriteToUDPAddrPort(tx.buf[:rtpHeaderSize+n], *remote); err == nil {
 		s.stats.sent.Add(1)
 	}
+}
+
+// reachable reports whether remote is somewhere packets can go: not
+// unset, and not the zero address an SDP puts on hold (RFC 3264 §8.4).
+func reachable(remote *netip.AddrPort) bool {
+	return remote != nil && remote.Port() != 0 && remote.Addr().IsValid() && !remote.Addr().IsUnspecified()
 }
 
 // receiver is the receive goroutine's state.
@@ -611,6 +645,9 @@ func (s *Session) receive(rx *receiver, b []byte, from netip.AddrPort, now time.
 	rx.maxSeq = seq
 	s.stats.received.Add(1)
 	if !Direction(s.dir.Load()).Receives() {
+		return
+	}
+	if r := s.relay.Load(); r != nil && r.relay(rx, p, b, isEvent, now) {
 		return
 	}
 

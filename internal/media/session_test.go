@@ -129,10 +129,11 @@ func (r *rawPeer) sendAudio(to netip.AddrPort, ssrc, ts uint32, pcm []int16) {
 	r.send(to, rtp.Header{PayloadType: 0, SequenceNumber: r.seq, Timestamp: ts, SSRC: ssrc}, payload)
 }
 
-// received is a packet a rawPeer read, and when.
+// received is a packet a rawPeer read, when, and where from.
 type received struct {
 	rtp.Packet
-	at time.Time
+	at   time.Time
+	from netip.AddrPort
 }
 
 // read returns the packets that arrive until none has for quiet.
@@ -148,7 +149,7 @@ func (r *rawPeer) readFor(first, quiet time.Duration) []received {
 			wait = first
 		}
 		r.conn.SetReadDeadline(time.Now().Add(wait))
-		n, err := r.conn.Read(buf)
+		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return got
 		}
@@ -156,7 +157,7 @@ func (r *rawPeer) readFor(first, quiet time.Duration) []received {
 		if err := p.Unmarshal(append([]byte(nil), buf[:n]...)); err != nil {
 			r.t.Fatalf("not RTP: %v", err)
 		}
-		got = append(got, received{p, time.Now()})
+		got = append(got, received{p, time.Now(), from})
 	}
 }
 

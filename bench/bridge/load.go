@@ -1,0 +1,638 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchback/switchback/internal/media"
+)
+
+// The load: N calls, each a caller and a callee, two UDP sockets of this
+// process on 127.0.0.1, bridged by the relay under test. Every 20 ms each
+// sends the other, through the relay, a G.711 packet: 2N streams, 100N
+// packets a second. The streams are spread evenly over the 20 ms, as
+// calls that started at random times are, by a few sender goroutines that
+// each send the streams of one 1 ms slot after another, against absolute
+// deadlines.
+//
+// Each payload carries the time it was sent and its index in the stream,
+// written with 16 G.711 codes that survive transcoding PCMU <-> PCMA
+// unchanged (stampCodes), so the receiver reads them whatever the relay
+// did to the codec. A receiver goroutine per socket stamps each packet on
+// arrival. Counted over a window after a warm-up, by send time: packets
+// sent, received (each index once), lost, and the added latency (arrival
+// less send time: both ends are this process, so it is the relay's time
+// plus the kernel's loopback and this process's own scheduling), and the
+// relay's CPU time from /proc over the same window.
+
+// LoadResult is one load run against one relay.
+type LoadResult struct {
+	Kind    string `json:"kind"` // "load"
+	Relay   string `json:"relay"`
+	Round   int    `json:"round"`
+	Calls   int    `json:"calls"`
+	Codecs  string `json:"codecs"` // caller/callee, "PCMU/PCMA"
+	Streams int    `json:"streams"`
+
+	SetupSeconds  float64 `json:"setup_s"`
+	WindowSeconds float64 `json:"window_s"`
+	Sent          int64   `json:"sent"`
+	Received      int64   `json:"received"`
+	Lost          int64   `json:"lost"`
+	LossPct       float64 `json:"loss_pct"`
+	Wrong         int64   `json:"wrong"` // wrong payload type or an unreadable stamp
+	Duplicates    int64   `json:"duplicates"`
+	SSRCChanges   int64   `json:"ssrc_changes"`
+	// Arrival less send time of the window's packets.
+	LatP50ms  float64 `json:"lat_p50_ms"`
+	LatP99ms  float64 `json:"lat_p99_ms"`
+	LatP999ms float64 `json:"lat_p999_ms"`
+	LatMaxms  float64 `json:"lat_max_ms"`
+	// The relay over the window.
+	RelayCPUSeconds float64 `json:"relay_cpu_s"`
+	RelayCPUPct     float64 `json:"relay_cpu_pct"` // of one core
+	RelayMemMB      float64 `json:"relay_mem_mb"`  // PSS at the window's end
+	PPS             float64 `json:"pps"`           // packets relayed (received) per second
+	PPSPerCPUSecond float64 `json:"pps_per_cpu_s"` // packets relayed per CPU-second of the relay
+	// The rest of the machine over the window.
+	LoadgenCPUPct float64 `json:"loadgen_cpu_pct"`
+	OtherCPUPct   float64 `json:"other_cpu_pct"`
+	IdlePct       float64 `json:"idle_pct"`
+	StealPct      float64 `json:"steal_pct"`
+	SendLagP99ms  float64 `json:"send_lag_p99_ms"`
+	SendLagMaxms  float64 `json:"send_lag_max_ms"`
+	UDPRcvbufErrs int64   `json:"udp_rcvbuf_errors"`
+	// What the relay said of itself (Switchback only).
+	RelayDropped    int64 `json:"relay_dropped"`
+	RelayTranscoded int64 `json:"relay_transcoded"`
+}
+
+// flow is one direction of a call: packets from one peer socket to the
+// relay, and from the relay to the other peer socket.
+type flow struct {
+	from      *net.UDPConn
+	dst       netip.AddrPort // the relay's port for this flow
+	to        *net.UDPConn
+	sendCodec media.Codec
+	recvPT    uint8
+	slot      int
+
+	// The sender's, read once it is done.
+	ssrc uint32
+	seq  uint16
+	ts   uint32
+	idx  uint32
+	sent int64 // in the window
+
+	// The receiver's, read once it is done.
+	seen     []uint64 // bitset of indexes
+	lat      []int32  // µs, the window's packets
+	received int64    // in the window
+	wrong    int64
+	dups     int64
+	ssrcs    int64
+	lastSSRC uint32
+}
+
+// relayClient sets calls up on a relay and tears them down.
+type relayClient interface {
+	// setup bridges call i between the peers on ports a and b, with the
+	// codecs given, and returns the relay's ports the peers send to.
+	setup(i, a, b int, codecA, codecB string) (toA, toB int, err error)
+	teardown(i int) error
+	Close() error
+}
+
+func runLoad(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	relay := fs.String("relay", "", "switchback or rtpengine")
+	control := fs.String("control", "", "the relay's control address: the relay's TCP line protocol, or rtpengine's ng UDP port")
+	pids := fs.String("pids", "", "the relay's pid")
+	calls := fs.Int("calls", 500, "bridged calls")
+	codecs := fs.String("codecs", "PCMU/PCMU", "caller/callee codecs")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before the window, not counted")
+	duration := fs.Duration("duration", 10*time.Second, "the measured window")
+	drain := fs.Duration("drain", 500*time.Millisecond, "wait for packets in flight after the last is sent")
+	senders := fs.Int("senders", 2, "sender goroutines")
+	roundN := fs.Int("round", 1, "round number, for the results")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	codecA, codecB, ok := strings.Cut(*codecs, "/")
+	if !ok {
+		return fmt.Errorf("-codecs %q: want CALLER/CALLEE", *codecs)
+	}
+	ca, err := parseCodec(codecA)
+	if err != nil {
+		return err
+	}
+	cb, err := parseCodec(codecB)
+	if err != nil {
+		return err
+	}
+	if *calls < 1 || *senders < 1 || *duration <= 0 || *duration > time.Minute || *warmup > time.Minute {
+		return errors.New("need -calls >= 1, -senders >= 1, 0 < -duration <= 1m, -warmup <= 1m")
+	}
+	pid, err := strconv.Atoi(*pids)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("-pids %q: want the relay's pid", *pids)
+	}
+	var rc relayClient
+	switch *relay {
+	case "switchback":
+		rc, err = dialSwitchback(*control)
+	case "rtpengine":
+		rc, err = dialRTPEngine(*control)
+	default:
+		return fmt.Errorf("-relay %q: want switchback or rtpengine", *relay)
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+
+	res := LoadResult{Kind: "load", Relay: *relay, Round: *roundN, Calls: *calls, Codecs: ca.String() + "/" + cb.String(), Streams: 2 * *calls}
+	maxPackets := int((*warmup+*duration)/(20*time.Millisecond)) + 10
+	windowPackets := int(*duration/(20*time.Millisecond)) + 10
+
+	// Set up: two sockets a call, bridged by the relay.
+	setupStart := time.Now()
+	var socks []*net.UDPConn
+	defer func() {
+		for _, c := range socks {
+			c.Close()
+		}
+	}()
+	listen := func() (*net.UDPConn, error) {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+		if err == nil {
+			socks = append(socks, c)
+		}
+		return c, err
+	}
+	flows := make([]*flow, 0, 2**calls)
+	set := 0
+	defer func() {
+		for i := range set {
+			if err := rc.teardown(i); err != nil {
+				logf("%s: teardown of call %d: %v", *relay, i, err)
+			}
+		}
+	}()
+	for i := range *calls {
+		a, err := listen()
+		if err != nil {
+			return err
+		}
+		b, err := listen()
+		if err != nil {
+			return err
+		}
+		pa, pb := a.LocalAddr().(*net.UDPAddr).Port, b.LocalAddr().(*net.UDPAddr).Port
+		toA, toB, err := rc.setup(i, pa, pb, ca.String(), cb.String())
+		if err != nil {
+			return fmt.Errorf("%s: set up call %d: %w", *relay, i, err)
+		}
+		set++
+		for _, f := range []*flow{
+			{from: a, dst: netip.AddrPortFrom(loopback, uint16(toA)), to: b, sendCodec: ca, recvPT: cb.PayloadType()},
+			{from: b, dst: netip.AddrPortFrom(loopback, uint16(toB)), to: a, sendCodec: cb, recvPT: ca.PayloadType()},
+		} {
+			f.ssrc, f.seq, f.ts = rand.Uint32(), uint16(rand.Uint32()), rand.Uint32()
+			f.seen = make([]uint64, (maxPackets+63)/64)
+			f.lat = make([]int32, 0, windowPackets)
+			f.slot = len(flows) % slotsPerFrame
+			flows = append(flows, f)
+		}
+	}
+	res.SetupSeconds = round(time.Since(setupStart).Seconds(), 2)
+
+	start := time.Now().Add(100 * time.Millisecond)
+	w0 := start.Add(*warmup)
+	w1 := w0.Add(*duration)
+
+	var receivers sync.WaitGroup
+	for _, f := range flows {
+		receivers.Go(func() { f.receive(w0.UnixNano(), w1.UnixNano()) })
+	}
+
+	// CPU at the window's edges.
+	var at0, at1 cpuSample
+	var sampled sync.WaitGroup
+	sampled.Go(func() {
+		time.Sleep(time.Until(w0))
+		at0 = readCPU(pid)
+		time.Sleep(time.Until(w1))
+		at1 = readCPU(pid)
+	})
+	rcv0, _ := udpErrors()
+
+	// Send: each sender goroutine takes every senders-th flow.
+	lags := make([][]time.Duration, *senders)
+	var sending sync.WaitGroup
+	for s := range *senders {
+		var mine [slotsPerFrame][]*flow
+		for k, f := range flows {
+			if k%*senders == s {
+				mine[f.slot] = append(mine[f.slot], f)
+			}
+		}
+		sending.Go(func() { lags[s] = sendFlows(&mine, start, w0, w1) })
+	}
+	sending.Wait()
+	sampled.Wait()
+	time.Sleep(*drain)
+	rcv1, _ := udpErrors()
+	for _, c := range socks {
+		c.Close()
+	}
+	receivers.Wait()
+
+	// Tear down now, so the relay's own counts come with the result.
+	for i := range set {
+		if sb, ok := rc.(*switchbackClient); ok {
+			d, t, err := sb.unbridge(i)
+			if err != nil {
+				logf("switchback: teardown of call %d: %v", i, err)
+			}
+			res.RelayDropped += d
+			res.RelayTranscoded += t
+			continue
+		}
+		if err := rc.teardown(i); err != nil {
+			logf("%s: teardown of call %d: %v", *relay, i, err)
+		}
+	}
+	set = 0
+
+	var all []int32
+	for _, f := range flows {
+		res.Sent += f.sent
+		res.Received += f.received
+		res.Wrong += f.wrong
+		res.Duplicates += f.dups
+		res.SSRCChanges += f.ssrcs
+		all = append(all, f.lat...)
+	}
+	res.Lost = max(res.Sent-res.Received, 0)
+	if res.Sent > 0 {
+		res.LossPct = round(100*float64(res.Lost)/float64(res.Sent), 3)
+	}
+	slices.Sort(all)
+	q := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return round(float64(all[min(int(p*float64(len(all))), len(all)-1)])/1000, 3)
+	}
+	res.LatP50ms, res.LatP99ms, res.LatP999ms = q(0.50), q(0.99), q(0.999)
+	if len(all) > 0 {
+		res.LatMaxms = round(float64(all[len(all)-1])/1000, 3)
+	}
+	var allLags []time.Duration
+	for _, l := range lags {
+		allLags = append(allLags, l...)
+	}
+	slices.Sort(allLags)
+	if n := len(allLags); n > 0 {
+		res.SendLagP99ms = round(allLags[min(n*99/100, n-1)].Seconds()*1000, 3)
+		res.SendLagMaxms = round(allLags[n-1].Seconds()*1000, 3)
+	}
+	secs := at1.at.Sub(at0.at).Seconds()
+	res.WindowSeconds = round(secs, 3)
+	if secs > 0 {
+		relayTicks := at1.relay - at0.relay
+		res.RelayCPUSeconds = round(float64(relayTicks)/ticksPerSecond, 2)
+		res.RelayCPUPct = round(100*res.RelayCPUSeconds/secs, 1)
+		res.PPS = round(float64(res.Received)/secs, 0)
+		if res.RelayCPUSeconds > 0 {
+			res.PPSPerCPUSecond = round(float64(res.Received)/res.RelayCPUSeconds, 0)
+		}
+		self := at1.self - at0.self
+		res.LoadgenCPUPct = round(100*float64(self)/ticksPerSecond/secs, 1)
+		busy := at1.busy - at0.busy
+		res.OtherCPUPct = round(max(100*float64(busy-relayTicks-self)/ticksPerSecond/secs, 0), 1)
+		res.StealPct = round(100*float64(at1.steal-at0.steal)/ticksPerSecond/secs, 1)
+		res.IdlePct = round(float64(at1.cpus)*100-100*float64(busy)/ticksPerSecond/secs, 1)
+	}
+	res.RelayMemMB = round(float64(at1.relayPSSKB)/1024, 1)
+	res.UDPRcvbufErrs = rcv1 - rcv0
+
+	logf("%s %d calls %s: sent %d, lost %d (%.3f%%), latency p50 %.2f p99 %.2f max %.2f ms, relay CPU %.1f%% (%.0f packets/CPU-s), loadgen %.1f%%, idle %.0f%%",
+		res.Relay, res.Calls, res.Codecs, res.Sent, res.Lost, res.LossPct, res.LatP50ms, res.LatP99ms, res.LatMaxms,
+		res.RelayCPUPct, res.PPSPerCPUSecond, res.LoadgenCPUPct, res.IdlePct)
+	return json.NewEncoder(w).Encode(res)
+}
+
+// slotsPerFrame is how many 1 ms slots the flows are spread over.
+const slotsPerFrame = 20
+
+// sendFlows sends each flow of slots its packet every 20 ms, slot after
+// slot, from start until w1, and returns how late each slot started.
+func sendFlows(slots *[slotsPerFrame][]*flow, start, w0, w1 time.Time) []time.Duration {
+	var buf [12 + media.FrameSamples]byte
+	lags := make([]time.Duration, 0, int(w1.Sub(start)/time.Millisecond)+1)
+	for k := 0; ; k++ {
+		for s := range slotsPerFrame {
+			deadline := start.Add(time.Duration(k)*20*time.Millisecond + time.Duration(s)*time.Millisecond)
+			if !deadline.Before(w1) {
+				return lags
+			}
+			if d := time.Until(deadline); d > 0 {
+				time.Sleep(d)
+			}
+			lags = append(lags, time.Since(deadline))
+			for _, f := range slots[s] {
+				f.send(buf[:], w0, w1)
+			}
+		}
+	}
+}
+
+// send sends the flow's next packet, stamped with the time.
+func (f *flow) send(buf []byte, w0, w1 time.Time) {
+	buf[0] = 2 << 6
+	buf[1] = f.sendCodec.PayloadType()
+	binary.BigEndian.PutUint16(buf[2:4], f.seq)
+	binary.BigEndian.PutUint32(buf[4:8], f.ts)
+	binary.BigEndian.PutUint32(buf[8:12], f.ssrc)
+	now := time.Now()
+	writeStamp(buf[12:], f.sendCodec, now.UnixNano(), f.idx)
+	if _, err := f.from.WriteToUDPAddrPort(buf, f.dst); err == nil && !now.Before(w0) && now.Before(w1) {
+		f.sent++
+	}
+	f.seq++
+	f.ts += media.FrameSamples
+	f.idx++
+}
+
+// receive reads the flow's packets until its socket is closed.
+func (f *flow) receive(w0, w1 int64) {
+	buf := make([]byte, 1500)
+	for {
+		n, err := f.to.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		now := time.Now().UnixNano()
+		b := buf[:n]
+		if n < 12 || b[0]>>6 != 2 || b[1]&0x7F != f.recvPT {
+			f.wrong++
+			continue
+		}
+		if ssrc := binary.BigEndian.Uint32(b[8:12]); ssrc != f.lastSSRC {
+			if f.lastSSRC != 0 {
+				f.ssrcs++
+			}
+			f.lastSSRC = ssrc
+		}
+		hl := 12 + 4*int(b[0]&0x0F)
+		if b[0]&0x10 != 0 && n >= hl+4 {
+			hl += 4 + 4*int(binary.BigEndian.Uint16(b[hl+2:hl+4]))
+		}
+		if hl > n {
+			f.wrong++
+			continue
+		}
+		codec := media.PCMU
+		if f.recvPT == media.PCMA.PayloadType() {
+			codec = media.PCMA
+		}
+		sent, idx, ok := readStamp(b[hl:], codec)
+		if !ok || int(idx/64) >= len(f.seen) {
+			f.wrong++
+			continue
+		}
+		bit := uint64(1) << (idx % 64)
+		if f.seen[idx/64]&bit != 0 {
+			f.dups++
+			continue
+		}
+		f.seen[idx/64] |= bit
+		if sent >= w0 && sent < w1 {
+			f.received++
+			if len(f.lat) < cap(f.lat) {
+				f.lat = append(f.lat, int32(min((now-sent)/1000, 1<<31-1)))
+			}
+		}
+	}
+}
+
+// The stamp: 16 nibbles of the send time in UnixNano, then 8 of the
+// packet's index, each nibble one of 16 G.711 codes (stampCodes) that
+// transcode exactly: µ-law to A-law and back gives the same code, so a
+// relay that transcodes carries the stamp through. The rest of the
+// payload is the first of them.
+const stampBytes = 24
+
+var (
+	stampCodes [3][16]byte  // [codec][nibble]
+	stampValue [3][256]byte // [codec][code]: the nibble, or 0xFF
+)
+
+func init() {
+	for c := range stampValue {
+		for i := range stampValue[c] {
+			stampValue[c][i] = 0xFF
+		}
+	}
+	n := 0
+	var u, a [1]byte
+	// Loud codes first (µ-law 0x10-0x1F, a segment where A-law has the
+	// same step): their linear values are ones both laws can code, so any
+	// relay's G.711 tables, which agree on them, carry them exactly.
+	for code := 0x10; code < 0x80 && n < 16; code++ {
+		u[0] = byte(code)
+		media.ULawToALaw(a[:], u[:])
+		var back [1]byte
+		media.ALawToULaw(back[:], a[:])
+		if back[0] != u[0] || stampValue[media.PCMA][a[0]] != 0xFF {
+			continue
+		}
+		stampCodes[media.PCMU][n], stampCodes[media.PCMA][n] = u[0], a[0]
+		stampValue[media.PCMU][u[0]], stampValue[media.PCMA][a[0]] = byte(n), byte(n)
+		n++
+	}
+	if n < 16 {
+		panic("fewer than 16 G.711 codes transcode exactly")
+	}
+}
+
+func writeStamp(p []byte, codec media.Codec, sent int64, idx uint32) {
+	codes := &stampCodes[codec]
+	for i := range 16 {
+		p[i] = codes[uint64(sent)>>(60-4*i)&0xF]
+	}
+	for i := range 8 {
+		p[16+i] = codes[idx>>(28-4*i)&0xF]
+	}
+	for i := stampBytes; i < len(p); i++ {
+		p[i] = codes[0]
+	}
+}
+
+func readStamp(p []byte, codec media.Codec) (sent int64, idx uint32, ok bool) {
+	if len(p) < stampBytes {
+		return 0, 0, false
+	}
+	values := &stampValue[codec]
+	var s uint64
+	for i := range 16 {
+		v := values[p[i]]
+		if v > 0xF {
+			return 0, 0, false
+		}
+		s = s<<4 | uint64(v)
+	}
+	for i := range 8 {
+		v := values[p[16+i]]
+		if v > 0xF {
+			return 0, 0, false
+		}
+		idx = idx<<4 | uint32(v)
+	}
+	return int64(s), idx, true
+}
+
+// switchbackClient drives bridgebench relay over its line protocol.
+type switchbackClient struct {
+	conn net.Conn
+	in   *bufio.Reader
+}
+
+func dialSwitchback(addr string) (*switchbackClient, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &switchbackClient{conn: conn, in: bufio.NewReader(conn)}, nil
+}
+
+func (c *switchbackClient) Close() error { return c.conn.Close() }
+
+func (c *switchbackClient) request(line string) ([]string, error) {
+	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.conn.Write([]byte(line + "\n")); err != nil {
+		return nil, err
+	}
+	answer, err := c.in.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(answer)
+	if len(f) == 0 || f[0] != "ok" {
+		return nil, fmt.Errorf("relay: %s", strings.TrimSpace(answer))
+	}
+	return f[1:], nil
+}
+
+func (c *switchbackClient) setup(i, a, b int, codecA, codecB string) (int, int, error) {
+	f, err := c.request(fmt.Sprintf("bridge %d %s %s %d %d", i, codecA, codecB, a, b))
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("relay answered %v", f)
+	}
+	toA, err1 := strconv.Atoi(f[0])
+	toB, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("relay answered %v", f)
+	}
+	return toA, toB, nil
+}
+
+func (c *switchbackClient) teardown(i int) error {
+	_, _, err := c.unbridge(i)
+	return err
+}
+
+// unbridge tears call i down and returns the packets the relay dropped and
+// transcoded on it.
+func (c *switchbackClient) unbridge(i int) (dropped, transcoded int64, err error) {
+	f, err := c.request(fmt.Sprintf("unbridge %d", i))
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(f) == 4 {
+		dropped, _ = strconv.ParseInt(f[2], 10, 64)
+		transcoded, _ = strconv.ParseInt(f[3], 10, 64)
+	}
+	return dropped, transcoded, nil
+}
+
+// rtpengineClient drives rtpengine over ng: an offer from the caller, an
+// answer from the callee, a delete at the end.
+type rtpengineClient struct {
+	ng     *ngClient
+	prefix string
+}
+
+func dialRTPEngine(addr string) (*rtpengineClient, error) {
+	ng, err := dialNG(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ng.call(map[string]any{"command": "ping"}); err != nil {
+		ng.Close()
+		return nil, err
+	}
+	return &rtpengineClient{ng: ng, prefix: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}, nil
+}
+
+func (c *rtpengineClient) Close() error { return c.ng.Close() }
+
+func (c *rtpengineClient) setup(i, a, b int, codecA, codecB string) (int, int, error) {
+	id := c.prefix + strconv.Itoa(i)
+	offer := map[string]any{
+		"command": "offer", "call-id": id, "from-tag": "caller",
+		"sdp": peerSDP(a, codecA),
+	}
+	if codecA != codecB {
+		// Offer the callee only its codec, and transcode.
+		offer["codec"] = map[string]any{"mask": []string{codecA}, "transcode": []string{codecB}}
+	}
+	o, err := c.ng.call(offer)
+	if err != nil {
+		return 0, 0, err
+	}
+	sdp, _ := o["sdp"].(string)
+	toB, err := sdpPort(sdp) // where the callee sends
+	if err != nil {
+		return 0, 0, err
+	}
+	ans, err := c.ng.call(map[string]any{
+		"command": "answer", "call-id": id, "from-tag": "caller", "to-tag": "callee",
+		"sdp": peerSDP(b, codecB),
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	sdp, _ = ans["sdp"].(string)
+	toA, err := sdpPort(sdp) // where the caller sends
+	if err != nil {
+		return 0, 0, err
+	}
+	return toA, toB, nil
+}
+
+func (c *rtpengineClient) teardown(i int) error {
+	_, err := c.ng.call(map[string]any{"command": "delete", "call-id": c.prefix + strconv.Itoa(i), "from-tag": "caller"})
+	return err
+}
