@@ -2,6 +2,7 @@ package switchback
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -34,11 +35,24 @@ type Call interface {
 	Audio() <-chan []int16
 	// Hangup is closed when the caller has hung up or the call was lost.
 	Hangup() <-chan struct{}
+	// Conversation is the conversation this call continues (DESIGN.md
+	// invariant 7): its earlier legs, the state the agent saved on them
+	// and what happened. It is nil on a conversation's first call.
+	Conversation() *Conversation
+	// SaveState keeps the agent's state for the conversation's next call;
+	// the last state saved is stored before the call is handed back, or
+	// when the caller hangs up. It must be a JSON value.
+	SaveState(state json.RawMessage)
+	// Record adds an event to the conversation's log (prompts played,
+	// digits, variables collected).
+	Record(t EventType, data map[string]string)
 }
 
-// AgentFactory makes the agent for a matched call from its tenant and task.
+// AgentFactory makes the agent for a matched call from its tenant and task,
+// and from the conversation it continues (nil on a first call): an agent
+// resumes in the task its saved state names.
 type AgentFactory interface {
-	NewAgent(tenantID string, input *InputContext) (Agent, error)
+	NewAgent(tenantID string, input *InputContext, conv *Conversation) (Agent, error)
 }
 
 // NonceStore backs SIP digest nonces that several nodes must agree on: a

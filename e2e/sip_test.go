@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -72,10 +73,40 @@ type gateway struct {
 
 var sipListening = regexp.MustCompile(`Switchback SIP on (\S+)`)
 
-// sippMediaPort hands each SIPp run its own media ports.
+// sippMediaPort hands each SIPp run its own media ports: four in a row
+// (audio and video RTP and RTCP), above the kernel's ephemeral range
+// (32768-60999 by default) so no socket bound to port 0 takes them, and
+// checked free, since other test processes may run SIPp at the same time.
 var sippMediaPort atomic.Int64
 
-func init() { sippMediaPort.Store(int64(40000 + (os.Getpid()%100)*100)) }
+func init() { sippMediaPort.Store(int64(61000 + (os.Getpid()%500)*8)) }
+
+func freeMediaPorts(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		base := int(sippMediaPort.Add(4))
+		if base > 65000 {
+			sippMediaPort.Store(61000)
+			continue
+		}
+		var held []*net.UDPConn
+		for p := base; p < base+4; p++ {
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			if err != nil {
+				break
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		if len(held) == 4 {
+			return base
+		}
+	}
+	t.Fatal("no four free UDP ports in a row for SIPp's media")
+	return 0
+}
 
 // rtpBase spreads the RTP ports of the gateways started by one test run.
 var rtpBase = 30000 + (os.Getpid()%50)*200
@@ -145,7 +176,7 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
-		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
+		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(freeMediaPorts(t)), "-timeout", "30s", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
 		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
 		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", g.sip)

@@ -130,7 +130,7 @@ func startTestGateway(t *testing.T, change func(*config.Config)) *testGateway {
 // create makes a SIP transfer id for task, with accountNumber 3434.
 func (g *testGateway) create(t *testing.T, id, task string) {
 	t.Helper()
-	body, _ := json.Marshal(createRequest{ID: id, ExternalConversationID: "conv", Type: "SIP",
+	body, _ := json.Marshal(createRequest{ID: id, ExternalConversationID: "conv-" + id, Type: "SIP",
 		InputContext: &switchback.InputContext{TaskName: task, InputVariables: map[string]string{"accountNumber": "3434"}}})
 	if _, err := g.api.do(context.Background(), http.MethodPost, basePath, nil, body); err != nil {
 		t.Fatal(err)

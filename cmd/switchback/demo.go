@@ -97,7 +97,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// 1. The contact center creates the transfer.
 	id := demoTransferID()
-	req := createRequest{ID: id, ExternalConversationID: "demo-conversation", Type: string(switchback.TypeSIP),
+	req := createRequest{ID: id, ExternalConversationID: "conversation-" + id, Type: string(switchback.TypeSIP),
 		InputContext: &switchback.InputContext{InputVariables: map[string]string{"accountNumber": "3434", "name": "Demo Caller"}}}
 	if *phoneNumber {
 		req.Type, req.PhoneNumber = string(switchback.TypePhoneNumber), &createPhoneNumber{Country: "US"}

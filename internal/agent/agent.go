@@ -42,7 +42,7 @@ func Load(tenants []config.Tenant) (*Registry, error) {
 			if err != nil {
 				return nil, err
 			}
-			agent := menu.New(*a.Menu, p)
+			agent := menu.New(a.Task, *a.Menu, p)
 			if a.Task == "" {
 				ta.fallback = agent
 			} else {
@@ -54,11 +54,17 @@ func Load(tenants []config.Tenant) (*Registry, error) {
 	return r, nil
 }
 
-// NewAgent returns the agent for a tenant's task: the one configured for
-// that task, else the tenant's agent for any task. ENOTFOUND when there is
-// none.
-func (r *Registry) NewAgent(tenantID string, input *switchback.InputContext) (switchback.Agent, error) {
+// NewAgent returns the agent for a tenant's task: on a conversation's later
+// call, the one of the task its saved state was in; else the one configured
+// for the input's task; else the tenant's agent for any task. ENOTFOUND when
+// there is none.
+func (r *Registry) NewAgent(tenantID string, input *switchback.InputContext, conv *switchback.Conversation) (switchback.Agent, error) {
 	ta := r.tenants[tenantID]
+	if task, ok := menu.ResumeTask(conv); ok {
+		if a, ok := ta.byTask[task]; ok {
+			return a, nil
+		}
+	}
 	task := ""
 	if input != nil {
 		task = input.TaskName

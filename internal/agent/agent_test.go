@@ -26,10 +26,34 @@ func TestRegistryPicksTheTasksAgent(t *testing.T) {
 		{"a", "billing", true}, {"a", "other", true}, {"b", "billing", true},
 		{"b", "other", false}, {"c", "", false}, {"nobody", "", false},
 	} {
-		_, err := r.NewAgent(tc.tenant, &switchback.InputContext{TaskName: tc.task})
+		_, err := r.NewAgent(tc.tenant, &switchback.InputContext{TaskName: tc.task}, nil)
 		if (err == nil) != tc.found || (err != nil && switchback.ErrorCode(err) != switchback.ENOTFOUND) {
 			t.Errorf("%s/%s: %v", tc.tenant, tc.task, err)
 		}
+	}
+}
+
+func TestRegistryResumesTheMenuTheConversationWasIn(t *testing.T) {
+	r, err := Load([]config.Tenant{{ID: "a", Agents: []config.AgentConfig{
+		{Task: "billing", Menu: &config.Menu{Default: config.Outcome{TransferType: "SYSTEM", TaskName: "billing"}}},
+		{Menu: &config.Menu{Default: config.Outcome{TransferType: "SYSTEM", TaskName: "any"}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := &switchback.Conversation{State: []byte(`{"task":"billing","greeted":true}`)}
+	a, err := r.NewAgent("a", &switchback.InputContext{TaskName: "other"}, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing, _ := r.NewAgent("a", &switchback.InputContext{TaskName: "billing"}, nil)
+	if a != billing {
+		t.Fatal("a resumed conversation did not get the agent of the task it was in")
+	}
+	// A state naming a task without an agent falls back to the input's task.
+	conv.State = []byte(`{"task":"gone"}`)
+	if a, _ := r.NewAgent("a", &switchback.InputContext{TaskName: "billing"}, conv); a != billing {
+		t.Fatal("a state naming an unknown task changed the agent")
 	}
 }
 

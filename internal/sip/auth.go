@@ -27,7 +27,10 @@ type tenantAccess struct {
 	id       string
 	user     string // the user part of its static URI
 	maxCalls int64
-	calls    atomic.Int64
+	// returnAuth answers an INVITE hand-back's challenge when the
+	// transfer brings no credentials of its own.
+	returnAuth config.SIPUser
+	calls      atomic.Int64
 }
 
 func parsePrefixes(field string, list []string) ([]netip.Prefix, error) {
@@ -66,7 +69,7 @@ func (e *Edge) loadAccess(c config.Config) error {
 		if err != nil {
 			return err
 		}
-		ta := &tenantAccess{access: a, id: t.ID, user: t.SIP.User, maxCalls: int64(t.SIP.MaxCalls)}
+		ta := &tenantAccess{access: a, id: t.ID, user: t.SIP.User, maxCalls: int64(t.SIP.MaxCalls), returnAuth: t.SIP.ReturnAuth}
 		e.tenants[t.SIP.User] = ta
 		e.tenantsByID[t.ID] = ta
 		if len(a.allow) == 0 && len(a.users) > 0 {

@@ -36,7 +36,9 @@ type call struct {
 
 	mu           sync.Mutex
 	lastDesc     media.Description
+	params       media.Params // the caller leg's, as last negotiated
 	mediaStarted bool
+	bridged      *returnLeg    // the return leg once an INVITE hand-back answers
 	hungup       chan struct{} // closed when the caller is gone
 	hangupBy     string
 	once         sync.Once
@@ -44,12 +46,17 @@ type call struct {
 	notifies     chan referNotify // the NOTIFYs of our REFER
 	stopping     chan struct{}    // the edge shuts down
 	stopOnce     sync.Once
+
+	conv    *switchback.Conversation // what the call continues; nil on a first call
+	journal journal                  // what it adds to its conversation
 }
 
 func newCall(e *Edge, t *switchback.Transfer, d *sipgo.DialogServerSession, m *media.Session, o *media.Origin, lateOffer bool, log loggerLike) *call {
-	return &call{e: e, t: t, dialog: d, media: m, origin: o, lateOffer: lateOffer, log: log,
+	c := &call{e: e, t: t, dialog: d, media: m, origin: o, lateOffer: lateOffer, log: log,
 		hungup: make(chan struct{}), refreshed: make(chan struct{}, 1), stopping: make(chan struct{}),
 		notifies: make(chan referNotify, 8)}
+	c.journal.c = c
+	return c
 }
 
 // timerState is a call's RFC 4028 session timer: the caller refreshes the
@@ -111,7 +118,10 @@ func (c *call) shutdown() { c.stopOnce.Do(func() { close(c.stopping) }) }
 // run drives the call from the ACK to its end: the agent talks, and the call
 // is handed back by its outcome, or ends with the caller.
 func (c *call) run() {
-	agent, err := c.e.agents.NewAgent(c.t.TenantID, c.t.InputContext)
+	c.conv = c.loadConversation()
+	c.journal.record(switchback.EventCallStarted, map[string]string{
+		"from": c.dialog.InviteRequest.Source(), "transport": c.dialog.InviteRequest.Transport()})
+	agent, err := c.e.agents.NewAgent(c.t.TenantID, c.t.InputContext, c.conv)
 	if err != nil {
 		c.log.Error("no agent for the call; handing it back", "err", err)
 		c.handBack(&switchback.OutputContext{TransferType: switchback.TransferSystem, CurrentTaskName: taskOf(c.t)})
@@ -227,6 +237,10 @@ func taskOf(t *switchback.Transfer) string {
 // variables (the spec's CALLER_DISCONNECT).
 func (c *call) endByCaller(cancel context.CancelFunc) {
 	cancel()
+	// The state goes first: the conversation's next call may come as soon
+	// as this one is complete.
+	c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
+	c.journal.flush()
 	c.complete(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect})
 	c.log.Info("call ended by the caller", "by", c.hangupBy)
 }
@@ -236,15 +250,22 @@ func (c *call) endByCaller(cancel context.CancelFunc) {
 // comes back finds it COMPLETED (DESIGN.md invariant 3). How the hand-back
 // went is recorded on the transfer afterwards.
 func (c *call) handBack(out *switchback.OutputContext) {
+	c.journal.record(switchback.EventOutcome, map[string]string{
+		"transferType": string(out.TransferType), "currentTaskName": out.CurrentTaskName})
+	c.journal.flush() // before the transfer completes: see endByCaller
 	if !c.complete(out) {
 		// Storing failed: the caller is still handed back, or the line
 		// would stay up with nobody on it.
 		c.log.Error("handing back without a stored output context")
 	}
 	r, bye := switchback.ReturnResult{Method: switchback.ReturnBYE}, true
+	var leg *returnLeg
 	switch c.returnMethod() {
 	case switchback.ReturnREFER:
 		r, bye = c.referBack()
+	case switchback.ReturnINVITE:
+		r, leg = c.inviteBack()
+		bye = leg == nil && !isClosed(c.hungup)
 	}
 	// The result is recorded before the BYE, so a client that fetches the
 	// transfer when its call returns finds it too.
@@ -257,8 +278,31 @@ func (c *call) handBack(out *switchback.OutputContext) {
 	if bye {
 		c.bye()
 	}
+	c.journal.record(switchback.EventHandBack, handBackData(&r))
+	if leg != nil {
+		c.log.Info("call handed back", "method", string(r.Method), "transfer_type", string(out.TransferType), "sip_status", r.SIPStatus)
+		c.bridge(leg)
+		return
+	}
+	c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
+	c.journal.flush()
 	c.log.Info("call handed back", "method", string(r.Method), "transfer_type", string(out.TransferType),
 		"sip_status", r.SIPStatus, "notify_status", r.NotifyStatus, "fallback", r.Fallback, "reason", r.Reason)
+}
+
+// handBackData is a hand-back's result as a conversation event's data.
+func handBackData(r *switchback.ReturnResult) map[string]string {
+	d := map[string]string{"method": string(r.Method), "fallback": strconv.FormatBool(r.Fallback)}
+	if r.SIPStatus != 0 {
+		d["sipStatus"] = strconv.Itoa(r.SIPStatus)
+	}
+	if r.NotifyStatus != 0 {
+		d["notifyStatus"] = strconv.Itoa(r.NotifyStatus)
+	}
+	if r.Reason != "" {
+		d["reason"] = r.Reason
+	}
+	return d
 }
 
 // returnMethod is how the call goes back: REFER or INVITE as a SIP
@@ -329,10 +373,12 @@ func (c *call) modify(req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, req, 488, "Not Acceptable Here")
 			return
 		}
+		prev := c.currentParams().Direction
 		if err := c.startOrUpdate(params); err != nil {
 			respond(tx, req, 500, "Server Internal Error")
 			return
 		}
+		c.recordHold("caller", prev, params.Direction)
 		desc := params.AnswerDescription(c.advertised(), offer)
 		c.mu.Lock()
 		body, err = media.BuildSDP(c.origin, desc)
@@ -393,6 +439,7 @@ func (c *call) answerInAck(body []byte) {
 func (c *call) startOrUpdate(p media.Params) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.params = p
 	if c.mediaStarted {
 		c.media.Update(p)
 		return nil
@@ -402,6 +449,13 @@ func (c *call) startOrUpdate(p media.Params) error {
 	}
 	c.mediaStarted = true
 	return nil
+}
+
+// currentParams is the caller leg's media as last negotiated.
+func (c *call) currentParams() media.Params {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.params
 }
 
 // advertised is where the call's SDP says its media goes.

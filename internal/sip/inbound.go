@@ -260,7 +260,7 @@ func (e *Edge) completeDisconnected(t *switchback.Transfer, log loggerLike) {
 func (e *Edge) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	c := e.callOf(req)
 	if c == nil {
-		return
+		return // perhaps a return leg's, for our answer to its re-INVITE
 	}
 	c.dialog.ReadAck(req, tx)
 	if len(req.Body()) > 0 {
@@ -274,6 +274,9 @@ func (e *Edge) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := e.callOf(req)
+	if c == nil && e.fromReturnLeg(req, tx) {
+		return
+	}
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
@@ -291,6 +294,9 @@ func (e *Edge) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := e.callOf(req)
+	if c == nil && e.fromReturnLeg(req, tx) {
+		return
+	}
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
@@ -313,6 +319,9 @@ func (e *Edge) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := e.callOf(req)
+	if c == nil && e.fromReturnLeg(req, tx) {
+		return
+	}
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
@@ -322,6 +331,9 @@ func (e *Edge) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 
 func (e *Edge) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := e.callOf(req)
+	if c == nil && e.fromReturnLeg(req, tx) {
+		return
+	}
 	if c == nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
@@ -329,14 +341,27 @@ func (e *Edge) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.modify(req, tx)
 }
 
-// callOf finds the call an in-dialog request belongs to.
+// callOf finds the call an in-dialog request from a caller belongs to.
 func (e *Edge) callOf(req *sip.Request) *call {
 	id, err := sip.DialogIDFromRequestUAS(req)
 	if err != nil {
 		return nil
 	}
-	if c, ok := e.calls.Load(id); ok {
-		return c.(*call)
+	if v, ok := e.calls.Load(id); ok {
+		if c, ok := v.(*call); ok {
+			return c
+		}
 	}
 	return nil
+}
+
+// fromReturnLeg hands an in-dialog request from a return leg to it, and
+// reports whether it was one.
+func (e *Edge) fromReturnLeg(req *sip.Request, tx sip.ServerTransaction) bool {
+	l := e.returnLegOf(req)
+	if l == nil {
+		return false
+	}
+	l.onRequest(req, tx)
+	return true
 }

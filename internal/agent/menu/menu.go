@@ -5,6 +5,7 @@ package menu
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ type Prompts struct {
 
 // Agent runs one menu. It is safe to use for many calls at once.
 type Agent struct {
+	task    string // the task it serves, named in its saved state
 	menu    config.Menu
 	prompts Prompts
 	longest int // the longest choice, in digits
@@ -31,32 +33,81 @@ type Agent struct {
 
 var _ switchback.Agent = (*Agent)(nil)
 
-// New returns the agent of a menu whose prompts are already loaded.
-func New(m config.Menu, p Prompts) *Agent {
-	a := &Agent{menu: m, prompts: p}
+// New returns the agent of a task's menu whose prompts are already loaded.
+func New(task string, m config.Menu, p Prompts) *Agent {
+	a := &Agent{task: task, menu: m, prompts: p}
 	for k := range m.Choices {
 		a.longest = max(a.longest, len(k))
 	}
 	return a
 }
 
-// Run plays the menu on call and returns the outcome the caller chose.
+// State is what the menu agent keeps between the calls of a conversation,
+// so a caller who comes back resumes where they left off: no greeting
+// again, the digits already collected kept, and the menu offered again.
+type State struct {
+	Task      string            `json:"task"`      // the task of the menu it was in
+	Greeted   bool              `json:"greeted"`   // the greeting was played
+	Collected int               `json:"collected"` // how many of the menu's collects are done
+	Variables map[string]string `json:"variables,omitempty"`
+}
+
+// ResumeTask returns the task of the menu a conversation's saved state was
+// in, if it holds a menu agent's state.
+func ResumeTask(conv *switchback.Conversation) (string, bool) {
+	st, ok := savedState(conv)
+	return st.Task, ok
+}
+
+func savedState(conv *switchback.Conversation) (State, bool) {
+	var st State
+	if conv == nil || len(conv.State) == 0 {
+		return st, false
+	}
+	if err := json.Unmarshal(conv.State, &st); err != nil {
+		return State{}, false
+	}
+	return st, true
+}
+
+// Run plays the menu on call and returns the outcome the caller chose. On
+// a conversation's later call it resumes from the state the earlier one
+// saved, when that was this menu's.
 func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.OutputContext, error) {
 	in := call.Input()
 	r := &reader{call: call, timeout: a.menu.DigitTimeout.Duration()}
+	st, ok := savedState(call.Conversation())
+	if !ok || st.Task != a.task {
+		st = State{Task: a.task}
+	}
 	vars := map[string]string{}
+	for k, v := range st.Variables {
+		vars[k] = v
+	}
 	for k, v := range in.InputVariables {
 		vars[k] = v
 	}
-	if err := a.play(ctx, call, a.prompts.Greeting); err != nil {
-		return nil, err
+	st.Variables = vars
+	save := func() {
+		if b, err := json.Marshal(st); err == nil {
+			call.SaveState(b)
+		}
 	}
-	for i, c := range a.menu.Collect {
+	save()
+	if !st.Greeted {
+		if err := a.play(ctx, call, "greeting", a.prompts.Greeting); err != nil {
+			return nil, err
+		}
+		st.Greeted = true
+		save()
+	}
+	for i := st.Collected; i < len(a.menu.Collect); i++ {
+		c := a.menu.Collect[i]
 		var prompt []int16
 		if i < len(a.prompts.Collect) {
 			prompt = a.prompts.Collect[i]
 		}
-		if err := a.play(ctx, call, prompt); err != nil {
+		if err := a.play(ctx, call, "collect:"+c.Name, prompt); err != nil {
 			return nil, err
 		}
 		digits, err := r.collect(ctx, c.MaxDigits, c.Terminator)
@@ -64,10 +115,13 @@ func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.Outp
 			return nil, err
 		}
 		vars[c.Name] = digits
+		call.Record(switchback.EventVariable, map[string]string{"name": c.Name, "value": digits})
+		st.Collected = i + 1
+		save()
 	}
 	outcome := a.menu.Default
 	if len(a.menu.Choices) > 0 {
-		if err := a.play(ctx, call, a.prompts.ChoicePrompt); err != nil {
+		if err := a.play(ctx, call, "choices", a.prompts.ChoicePrompt); err != nil {
 			return nil, err
 		}
 		choice, err := a.choose(ctx, r)
@@ -81,10 +135,12 @@ func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.Outp
 	return output(outcome, in, vars), nil
 }
 
-func (a *Agent) play(ctx context.Context, call switchback.Call, pcm []int16) error {
+// play plays a prompt, if the menu has one, and logs it by name.
+func (a *Agent) play(ctx context.Context, call switchback.Call, name string, pcm []int16) error {
 	if len(pcm) == 0 {
 		return nil
 	}
+	call.Record(switchback.EventPrompt, map[string]string{"name": name})
 	return call.Play(ctx, pcm)
 }
 
@@ -127,6 +183,7 @@ func (r *reader) digit(ctx context.Context, timeout time.Duration) (rune, bool, 
 	if timeout <= 0 {
 		select {
 		case d := <-r.call.Digits():
+			r.call.Record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "caller"})
 			return d, true, nil
 		default:
 			return 0, false, nil
@@ -136,6 +193,7 @@ func (r *reader) digit(ctx context.Context, timeout time.Duration) (rune, bool, 
 	defer t.Stop()
 	select {
 	case d := <-r.call.Digits():
+		r.call.Record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "caller"})
 		return d, true, nil
 	case <-t.C:
 		return 0, false, nil

@@ -2,6 +2,7 @@ package menu
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -16,8 +17,11 @@ type fakeCall struct {
 	input  *switchback.InputContext
 	digits chan rune
 	hangup chan struct{}
+	conv   *switchback.Conversation
 	mu     sync.Mutex
 	played [][]int16
+	state  json.RawMessage
+	events []switchback.EventType
 }
 
 func newCall(digits string, vars map[string]string) *fakeCall {
@@ -37,9 +41,20 @@ func (c *fakeCall) Play(ctx context.Context, pcm []int16) error {
 	c.mu.Unlock()
 	return nil
 }
-func (c *fakeCall) Digits() <-chan rune     { return c.digits }
-func (c *fakeCall) Audio() <-chan []int16   { return nil }
-func (c *fakeCall) Hangup() <-chan struct{} { return c.hangup }
+func (c *fakeCall) Digits() <-chan rune                    { return c.digits }
+func (c *fakeCall) Audio() <-chan []int16                  { return nil }
+func (c *fakeCall) Hangup() <-chan struct{}                { return c.hangup }
+func (c *fakeCall) Conversation() *switchback.Conversation { return c.conv }
+func (c *fakeCall) SaveState(s json.RawMessage) {
+	c.mu.Lock()
+	c.state = s
+	c.mu.Unlock()
+}
+func (c *fakeCall) Record(t switchback.EventType, _ map[string]string) {
+	c.mu.Lock()
+	c.events = append(c.events, t)
+	c.mu.Unlock()
+}
 
 func demoMenu(timeout time.Duration) config.Menu {
 	return config.Menu{
@@ -69,7 +84,7 @@ func TestMenuOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := New(demoMenu(50*time.Millisecond), Prompts{Greeting: []int16{1, 2, 3}})
+			a := New("call_routing", demoMenu(50*time.Millisecond), Prompts{Greeting: []int16{1, 2, 3}})
 			call := newCall(tt.digits, vars)
 			out, err := a.Run(context.Background(), call)
 			if err != nil {
@@ -87,7 +102,7 @@ func TestMenuOutcomes(t *testing.T) {
 }
 
 func TestZeroTimeoutHandsBackAtOnce(t *testing.T) {
-	a := New(config.Menu{Default: config.Outcome{TransferType: "SYSTEM", TaskName: "instant"}}, Prompts{})
+	a := New("instant", config.Menu{Default: config.Outcome{TransferType: "SYSTEM", TaskName: "instant"}}, Prompts{})
 	start := time.Now()
 	out, err := a.Run(context.Background(), newCall("", nil))
 	if err != nil || out.CurrentTaskName != "instant" || time.Since(start) > 50*time.Millisecond {
@@ -96,10 +111,58 @@ func TestZeroTimeoutHandsBackAtOnce(t *testing.T) {
 }
 
 func TestHangupEndsTheMenu(t *testing.T) {
-	a := New(demoMenu(10*time.Second), Prompts{})
+	a := New("call_routing", demoMenu(10*time.Second), Prompts{})
 	call := newCall("", nil)
 	close(call.hangup)
 	if _, err := a.Run(context.Background(), call); err == nil {
 		t.Fatal("a hung-up call produced an outcome")
+	}
+}
+
+func TestResumeSkipsTheGreetingAndKeepsWhatWasCollected(t *testing.T) {
+	a := New("call_routing", demoMenu(50*time.Millisecond), Prompts{Greeting: []int16{1, 2, 3}, ChoicePrompt: []int16{4}})
+	// The first call: greeting, PIN 1234, then the caller goes quiet and
+	// hangs up while the menu is offered.
+	first := newCall("1234#", map[string]string{"accountNumber": "3434"})
+	go func() { time.Sleep(20 * time.Millisecond); close(first.hangup) }()
+	a.menu.DigitTimeout = config.Duration(time.Second)
+	if _, err := a.Run(context.Background(), first); err == nil {
+		t.Fatal("the first call should end with the caller gone")
+	}
+	var st State
+	if err := json.Unmarshal(first.state, &st); err != nil || !st.Greeted || st.Collected != 1 || st.Task != "call_routing" ||
+		st.Variables["pin"] != "1234" || st.Variables["accountNumber"] != "3434" {
+		t.Fatalf("saved state = %s (%v)", first.state, err)
+	}
+	if task, ok := ResumeTask(&switchback.Conversation{State: first.state}); !ok || task != "call_routing" {
+		t.Fatalf("ResumeTask = %q, %v", task, ok)
+	}
+
+	// The second call of the conversation: no greeting, no PIN prompt,
+	// straight to the menu; choice 1 hands back what the first collected.
+	second := newCall("1", nil)
+	second.conv = &switchback.Conversation{State: first.state}
+	out, err := a.Run(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.played) != 1 || len(second.played[0]) != 1 {
+		t.Fatalf("the second call played %d prompts, want only the menu's", len(second.played))
+	}
+	if out.TransferType != "AGENT" || out.ReferenceVariables["pin"] != "1234" || out.ReferenceVariables["accountNumber"] != "3434" {
+		t.Fatalf("second call's outcome = %+v", out)
+	}
+
+	// Another menu's state is not resumed.
+	third := newCall("1234#1", nil)
+	third.conv = &switchback.Conversation{State: json.RawMessage(`{"task":"billing","greeted":true,"collected":1}`)}
+	if _, err := a.Run(context.Background(), third); err != nil {
+		t.Fatal(err)
+	}
+	if len(third.played) != 2 {
+		t.Fatalf("a call resuming another menu's state played %d prompts, want the greeting and the menu", len(third.played))
+	}
+	if _, ok := ResumeTask(&switchback.Conversation{State: json.RawMessage(`not json`)}); ok {
+		t.Fatal("ResumeTask read a state that is not the menu's")
 	}
 }

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sippUAS runs a SIPp scenario that answers one call on a free port, in
+// the background; wait returns whether it saw the call through, and its
+// logs.
+func sippUAS(t *testing.T, scenario string, replace map[string]string) (port int, wait func() (bool, string)) {
+	t.Helper()
+	dir := t.TempDir()
+	body, err := os.ReadFile(filepath.Join("testdata", "sipp", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	text := string(body)
+	for k, v := range replace {
+		text = strings.ReplaceAll(text, k, strings.ReplaceAll(v, "PORT", strconv.Itoa(port)))
+	}
+	sf := filepath.Join(dir, scenario)
+	writeFile(t, sf, text)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-mp", fmt.Sprint(freeMediaPorts(t)), "-timeout", "30s", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
+		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin")
+	cmd.Dir = dir
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(200 * time.Millisecond) // let it bind
+	return port, func() (bool, string) {
+		err := <-done
+		done <- err
+		logs, _ := os.ReadFile(filepath.Join(dir, "logs.log"))
+		errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
+		msgs, _ := os.ReadFile(filepath.Join(dir, "messages.log"))
+		if len(msgs) > 8000 {
+			msgs = msgs[len(msgs)-8000:]
+		}
+		return err == nil, string(logs) + out.String() + string(errs) + "\n--- last SIP messages ---\n" + string(msgs)
+	}
+}
+
+var bridgedEnd = regexp.MustCompile(`"msg":"bridged call ended".*"by":"caller".*"relayed_to_return":(\d+),"relayed_to_caller":(\d+)`)
+
+// TestINVITEReturnBridgesTheCall: the return leg challenges, the gateway
+// answers with the transfer's credentials, sends the returnURI's headers as
+// real headers, and relays audio and DTMF both ways until the caller hangs up.
+func TestINVITEReturnBridgesTheCall(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
+		"RURI":      `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
+		"AUTH_USER": "ret-user", "AUTH_PASS": "ret-pass",
+	})
+	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d;x-line=7?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
+	g.create(t, "acme", `{"id":"inv-1","externalConversationId":"conv-inv","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"ret-user","password":"ret-pass"}}}`)
+	ok, out := g.sipp(t, "invite_return_caller.xml", nil, "X-ASAPP-CallTransferId: inv-1", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	ok, uasOut := wait()
+	if !ok || !strings.Contains(uasOut, "AUTHVALID true") {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	r := g.get(t, "acme", "inv-1")
+	oc, _ := r.body["outputContext"].(map[string]any)
+	rr, _ := r.body["returnResult"].(map[string]any)
+	if r.str("status") != "COMPLETED" || oc["transferType"] != "SYSTEM" ||
+		rr["method"] != "INVITE" || rr["sipStatus"] != 200.0 || rr["fallback"] != false {
+		t.Fatalf("after the INVITE return: %s", r.raw)
+	}
+	// Media went both ways through the bridge.
+	deadline := time.Now().Add(3 * time.Second)
+	var m []string
+	for m = bridgedEnd.FindStringSubmatch(g.stderr.String()); m == nil && time.Now().Before(deadline); m = bridgedEnd.FindStringSubmatch(g.stderr.String()) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m == nil {
+		t.Fatalf("no bridged call ended by the caller in the log:\n%s", g.stderr)
+	}
+	toReturn, _ := strconv.Atoi(m[1])
+	toCaller, _ := strconv.Atoi(m[2])
+	t.Logf("relayed %d packets to the return leg, %d to the caller", toReturn, toCaller)
+	if toReturn < 50 || toCaller < 20 {
+		t.Fatalf("relayed %d packets to the return leg and %d to the caller", toReturn, toCaller)
+	}
+	// The conversation kept the bridged call's events: the bridge, the
+	// digit the return leg sent, and who hung up.
+	want := []string{"bridged", "digit:return:1", "call.ended:caller"}
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		c, err := newClient(g.keys["acme"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/conv-inv", "")
+		if err != nil || c.status != 200 {
+			t.Fatalf("conversation: %v %s", err, c.raw)
+		}
+		var seen []string
+		for _, e := range c.body["events"].([]any) {
+			ev := e.(map[string]any)
+			d, _ := ev["data"].(map[string]any)
+			switch ev["type"] {
+			case "digit":
+				seen = append(seen, fmt.Sprintf("digit:%v:%v", d["leg"], d["digit"]))
+			case "call.ended":
+				seen = append(seen, fmt.Sprintf("call.ended:%v", d["by"]))
+			default:
+				seen = append(seen, ev["type"].(string))
+			}
+		}
+		missing := ""
+		for _, w := range want {
+			if !contains(seen, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation events lack %s: %v", missing, seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestINVITEReturnRefusedFallsBackToBYE: a return leg that refuses the call
+// leaves the caller handed back by BYE, and the result says so.
+func TestINVITEReturnRefusedFallsBackToBYE(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_refused.xml", map[string]string{"STATUS": "486 Busy Here"})
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-2","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	ok, out := g.sipp(t, "transfer_bye.xml", nil, "X-ASAPP-CallTransferId: inv-2", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	if ok, out := wait(); !ok {
+		t.Fatalf("return leg: %s", out)
+	}
+	// The result is recorded before the fallback BYE.
+	r := g.get(t, "acme", "inv-2")
+	rr, _ := r.body["returnResult"].(map[string]any)
+	if r.str("status") != "COMPLETED" || rr["method"] != "INVITE" || rr["sipStatus"] != 486.0 || rr["fallback"] != true {
+		t.Fatalf("after the refused INVITE return: %s", r.raw)
+	}
+}

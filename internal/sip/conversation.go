@@ -1,0 +1,89 @@
+package sip
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/switchback/switchback"
+)
+
+// journal is what a call adds to its conversation: the agent's latest
+// state and the events since the last flush. It is written to the store
+// before the call is handed back (so the conversation's next call finds
+// it) and once more when the call ends.
+type journal struct {
+	c *call
+
+	mu     sync.Mutex
+	state  json.RawMessage // nil: unchanged since the last flush
+	events []switchback.ConversationEvent
+}
+
+// maxJournal bounds the events a call keeps between flushes: a caller
+// pressing keys for an hour must not grow memory without limit.
+const maxJournal = switchback.MaxEventsPerRecord
+
+func (j *journal) record(t switchback.EventType, data map[string]string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.events) >= maxJournal {
+		return
+	}
+	j.events = append(j.events, switchback.ConversationEvent{At: time.Now(), TransferID: j.c.t.ID, Type: t, Data: data})
+}
+
+func (j *journal) saveState(state json.RawMessage) {
+	if !json.Valid(state) {
+		return
+	}
+	j.mu.Lock()
+	j.state = append(json.RawMessage(nil), state...)
+	j.mu.Unlock()
+}
+
+// flush writes the state and events gathered so far to the store.
+func (j *journal) flush() {
+	if j.c.t.ExternalConversationID == "" {
+		return
+	}
+	j.mu.Lock()
+	rec := &switchback.ConversationRecord{TenantID: j.c.t.TenantID, ExternalID: j.c.t.ExternalConversationID,
+		State: j.state, Events: j.events}
+	j.state, j.events = nil, nil
+	j.mu.Unlock()
+	if rec.State == nil && len(rec.Events) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := j.c.e.svc.RecordConversation(ctx, rec); err != nil {
+		j.c.log.Warn("record the conversation", "err", err)
+	}
+}
+
+// loadConversation reads the conversation a call continues: nil on its
+// first call, or when the store cannot say (the agent then starts afresh).
+func (c *call) loadConversation() *switchback.Conversation {
+	if c.t.ExternalConversationID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conv, err := c.e.svc.Conversation(ctx, c.t.TenantID, c.t.ExternalConversationID)
+	if err != nil {
+		c.log.Warn("read the conversation; the agent starts afresh", "err", err)
+		return nil
+	}
+	if len(conv.State) == 0 && len(conv.Events) == 0 {
+		return nil // this is its first call
+	}
+	return conv
+}
+
+func (a *agentCall) Conversation() *switchback.Conversation { return a.c.conv }
+func (a *agentCall) SaveState(state json.RawMessage)        { a.c.journal.saveState(state) }
+func (a *agentCall) Record(t switchback.EventType, data map[string]string) {
+	a.c.journal.record(t, data)
+}
