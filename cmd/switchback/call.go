@@ -29,8 +29,10 @@ const callUsage = `Usage: switchback call [flags] TARGET
 A softphone for trying Switchback. It calls TARGET, a SIP URI such as
 sip:demo@127.0.0.1:5060, or a phone number such as +12025550100 (called as
 sip:+12025550100@HOST:PORT, the --proxy address), presses the --dtmf digits
-once the greeting is over, and waits for the far end to hand the call back
-by BYE. It prints one line per event, then how the call went.
+once the greeting is over, and waits for the far end to hand the call back:
+by BYE, or by REFER, which it accepts (202, then a NOTIFY reporting the new
+call answered, without dialling it) or, with --decline-refer, refuses with
+603. It prints one line per event, then how the call went.
 
 Exit status: 0 when the call was answered and ended normally (the far end
 hung up, or --hangup-after passed); 1 otherwise.
@@ -81,6 +83,7 @@ func runCall(ctx context.Context, args []string, getenv func(string) string, std
 	timeout := fs.Duration("timeout", defaultCallTimeout, "give up on the call after this long, answered or not")
 	localIP := fs.String("local-ip", "127.0.0.1", "local address for SIP and RTP")
 	rtpPorts := fs.String("rtp-ports", defaultPhoneRTP, "UDP ports for RTP, MIN-MAX")
+	declineRefer := fs.Bool("decline-refer", false, "refuse a REFER with 603 instead of accepting it")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -90,7 +93,7 @@ func runCall(ctx context.Context, args []string, getenv func(string) string, std
 		return errors.New("usage: switchback call [flags] TARGET")
 	}
 
-	opts := phoneOptions{Username: *user, Password: firstNonEmpty(*password, getenv("SWITCHBACK_SIP_PASSWORD")), Events: stdout,
+	opts := phoneOptions{DeclineRefer: *declineRefer, Username: *user, Password: firstNonEmpty(*password, getenv("SWITCHBACK_SIP_PASSWORD")), Events: stdout,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if opts.Password != "" && opts.Username == "" {
 		return errors.New("--password needs --user")
@@ -238,6 +241,9 @@ type phoneOptions struct {
 	Transport string          // "UDP" or "TCP"
 	// Username and Password answer a digest challenge (MD5 or SHA-256).
 	Username, Password string
+	// DeclineRefer refuses a REFER with 603; else it is accepted, and a
+	// NOTIFY reports the new call answered (the softphone does not dial it).
+	DeclineRefer bool
 	// Events receives one line per event of a call; nil discards them.
 	Events io.Writer
 	// Log receives sipgo's own warnings; nil discards them.
@@ -290,6 +296,7 @@ func newSoftphone(o phoneOptions) (*softphone, error) {
 	}
 	p := &softphone{opts: o, events: &eventLog{w: o.Events, start: time.Now()}, ua: ua, served: make(chan struct{})}
 	srv.OnBye(p.onBye)
+	srv.OnRefer(p.onRefer)
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -474,6 +481,50 @@ func (p *softphone) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	c.end()
 }
 
+// onRefer is the far end handing the call back by a blind transfer.
+func (p *softphone) onRefer(req *sip.Request, tx sip.ServerTransaction) {
+	id, err := sip.DialogIDFromRequestUAC(req)
+	v, ok := p.calls.Load(id)
+	if err != nil || !ok {
+		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	c := v.(*phoneCall)
+	target := ""
+	if h := req.GetHeader("Refer-To"); h != nil {
+		target = h.Value()
+	}
+	if p.opts.DeclineRefer {
+		tx.Respond(sip.NewResponseFromRequest(req, 603, "Declined", nil))
+		p.events.printf("received REFER to %s: declined (--decline-refer)", target)
+		return
+	}
+	tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
+	p.events.printf("received REFER to %s: accepted (the softphone does not dial it)", target)
+	c.mu.Lock()
+	c.referTo = target
+	c.mu.Unlock()
+	cseq := req.CSeq().SeqNo
+	go func() {
+		contact := c.dialog.InviteResponse.Contact()
+		if contact == nil {
+			return
+		}
+		n := sip.NewRequest(sip.NOTIFY, contact.Address)
+		n.AppendHeader(sip.NewHeader("Event", "refer;id="+strconv.FormatUint(uint64(cseq), 10)))
+		n.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason=noresource"))
+		n.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
+		n.SetBody([]byte("SIP/2.0 200 OK\r\n"))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if res, err := c.dialog.Do(ctx, n); err != nil {
+			p.events.printf("NOTIFY: %v", err)
+		} else {
+			p.events.printf("sent NOTIFY (SIP/2.0 200 OK): %s", statusLine(res))
+		}
+	}()
+}
+
 // phoneCall is one answered call of a softphone.
 type phoneCall struct {
 	p        *softphone
@@ -490,6 +541,9 @@ type phoneCall struct {
 
 	ended   chan struct{} // closed when either side hung up
 	endOnce sync.Once
+
+	mu      sync.Mutex
+	referTo string // the Refer-To of a REFER accepted, or ""
 
 	stopMedia context.CancelFunc
 	running   sync.WaitGroup
@@ -652,6 +706,8 @@ type callReport struct {
 	Answer   string // "200 OK (PCMU)"
 	// HandedBack is set when the far end hung up with a BYE.
 	HandedBack bool
+	// ReferTo is the Refer-To of the REFER the far end handed back with.
+	ReferTo string
 	// End says how the call ended, for people.
 	End string
 	// Err is why the call did not go as planned; nil when it was answered
@@ -724,6 +780,11 @@ func (p *softphone) Call(ctx context.Context, plan callPlan) *callReport {
 	case <-c.Ended():
 		r.HandedBack = true
 		r.End = "BYE from the far end (the call was handed back)"
+		c.mu.Lock()
+		if r.ReferTo = c.referTo; r.ReferTo != "" {
+			r.End = "REFER to " + r.ReferTo + ", then BYE from the far end (the call was handed back)"
+		}
+		c.mu.Unlock()
 	case <-hangup:
 		r.End = fmt.Sprintf("we hung up after %s (--hangup-after)", plan.HangupAfter)
 	case <-ctx.Done():

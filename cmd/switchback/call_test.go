@@ -205,6 +205,46 @@ func TestCallPressesDigits(t *testing.T) {
 	}
 }
 
+func TestCallTakesAREFER(t *testing.T) {
+	g := startTestGateway(t, nil)
+	const target = "sip:desk@customer.example.com;User-to-User=UUI-1?X-Foo=1"
+	for _, tc := range []struct {
+		name, flag, say, end string
+		notify               int
+		fallback             bool
+	}{
+		{"accepted", "", "received REFER to <" + target + ">: accepted", "call ended: REFER to <" + target + ">, then BYE", 200, false},
+		{"declined", "--decline-refer", "received REFER to <" + target + ">: declined", "call ended: BYE from the far end", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "refer-" + tc.name
+			body, _ := json.Marshal(createRequest{ID: id, ExternalConversationID: "conv-" + id, Type: "SIP",
+				SIP:          &createSIP{ReturnURI: target, ReturnTransferType: "REFER"},
+				InputContext: &switchback.InputContext{TaskName: "instant"}})
+			if _, err := g.api.do(context.Background(), http.MethodPost, basePath, nil, body); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--transfer-id", id}
+			if tc.flag != "" {
+				args = append(args, tc.flag)
+			}
+			out, err := g.call(args...)
+			if err != nil {
+				t.Fatalf("call: %v\n%s", err, out)
+			}
+			for _, want := range []string{tc.say, tc.end} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			tr := g.get(t, id)
+			if rr := tr.ReturnResult; rr == nil || rr.Method != "REFER" || rr.NotifyStatus != tc.notify || rr.Fallback != tc.fallback {
+				t.Fatalf("returnResult = %+v", tr.ReturnResult)
+			}
+		})
+	}
+}
+
 func TestCallAnswersDigestChallenge(t *testing.T) {
 	for _, alg := range []string{"MD5", "SHA-256"} {
 		t.Run(alg, func(t *testing.T) {

@@ -188,8 +188,12 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	}
 	r.SIPStatus = dialog.InviteResponse.StatusCode
 	leg.dialog = dialog
-	if err := dialog.Ack(context.Background()); err != nil {
-		c.log.Warn("ACK to the return leg", "err", err)
+	// The media is up and bridged before the ACK: what the return leg
+	// sends once it has the ACK (a digit, say) goes through.
+	ack := func() {
+		if err := dialog.Ack(context.Background()); err != nil {
+			c.log.Warn("ACK to the return leg", "err", err)
+		}
 	}
 	answer, err := media.ParseOffer(dialog.InviteResponse.Body())
 	var params media.Params
@@ -203,6 +207,7 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	leg.curParams = params
 	leg.mu.Unlock()
 	if err != nil {
+		ack()
 		sess.Close()
 		byeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 		dialog.Bye(byeCtx)
@@ -215,6 +220,7 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	leg.br, err = media.NewBridge(bctx, c.media, sess)
 	bcancel()
+	ack()
 	if err != nil {
 		c.e.calls.Delete(leg.key)
 		sess.Close()
