@@ -171,3 +171,37 @@ func TestINVITEReturnRefusedFallsBackToBYE(t *testing.T) {
 		t.Fatalf("after the refused INVITE return: %s", r.raw)
 	}
 }
+
+// TestINVITEReturnPassesTheCallersINFODigits: while bridged, a digit the
+// caller sends by SIP INFO goes on to the return leg by INFO, and the
+// conversation logs it as the caller's.
+func TestINVITEReturnPassesTheCallersINFODigits(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_info_uas.xml", map[string]string{"DIGIT": "5"})
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-info","externalConversationId":"conv-info","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	if ok, out := g.sipp(t, "invite_return_info_caller.xml", nil, "X-ASAPP-CallTransferId: inv-info", "acme"); !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	if ok, uas := wait(); !ok {
+		t.Fatalf("return leg: %s\n%s", uas, g.stderr)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, err := newClient(g.keys["acme"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/conv-info", "")
+		if err != nil || c.status != 200 {
+			t.Fatalf("conversation: %v %s", err, c.raw)
+		}
+		for _, e := range c.body["events"].([]any) {
+			ev := e.(map[string]any)
+			if d, _ := ev["data"].(map[string]any); ev["type"] == "digit" && d["leg"] == "caller" && d["digit"] == "5" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no digit 5 from the caller in the conversation: %s", c.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -46,6 +47,8 @@ type call struct {
 	notifies     chan referNotify // the NOTIFYs of our REFER
 	stopping     chan struct{}    // the edge shuts down
 	stopOnce     sync.Once
+
+	returnLeg atomic.Pointer[returnLeg] // set while bridged to an INVITE hand-back's leg
 
 	conv    *switchback.Conversation // what the call continues; nil on a first call
 	journal journal                  // what it adds to its conversation

@@ -306,8 +306,14 @@ func (e *Edge) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 		ct = h.Value()
 	}
 	if d, ok := media.ParseInfoDTMF(ct, req.Body()); ok {
-		c.media.InfoDigit(d)
 		respond(tx, req, 200, "OK")
+		if leg := c.returnLeg.Load(); leg != nil {
+			// Bridged: the digit is the return leg's to hear.
+			c.journal.record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "caller"})
+			leg.sendInfoDigit(d)
+			return
+		}
+		c.media.InfoDigit(d)
 		return
 	}
 	respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))

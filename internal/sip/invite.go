@@ -283,6 +283,8 @@ func (c *call) bridge(leg *returnLeg) {
 		leg.media.Close()
 	}()
 	br := leg.br
+	c.returnLeg.Store(leg)
+	defer c.returnLeg.Store(nil)
 	c.journal.record(switchback.EventBridged, map[string]string{
 		"callerCodec": c.currentParams().Codec.String(), "returnCodec": leg.params().Codec.String()})
 	c.log.Info("return leg answered; bridging", "return_call_id", leg.dialog.InviteRequest.CallID().Value())
@@ -386,7 +388,7 @@ func (l *returnLeg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		respond(tx, req, 200, "OK")
 		l.c.journal.record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "return"})
-		l.c.sendInfoDigit(d)
+		sendInfoDigit(l.c.dialog, l.c.dialog.InviteRequest.Contact(), d, l.c.log)
 	case sip.ACK:
 		// The ACK of our answer to its re-INVITE: nothing to do.
 	default:
@@ -451,21 +453,31 @@ func (c *call) recordHold(leg string, prev, next media.Direction) {
 	}
 }
 
-// sendInfoDigit passes a digit the return leg sent by INFO on to the
-// caller the same way.
-func (c *call) sendInfoDigit(d rune) {
-	contact := c.dialog.InviteRequest.Contact()
+// sendInfoDigit passes a digit the caller sent by INFO on to the return
+// leg the same way.
+func (l *returnLeg) sendInfoDigit(d rune) {
+	sendInfoDigit(l.dialog, l.dialog.InviteResponse.Contact(), d, l.c.log)
+}
+
+// inDialog is the part of a sipgo dialog session an INFO goes out on.
+type inDialog interface {
+	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
+}
+
+// sendInfoDigit sends a DTMF digit by INFO (application/dtmf-relay) within
+// a dialog, to its peer's Contact, without waiting for the answer.
+func sendInfoDigit(d inDialog, contact *sip.ContactHeader, digit rune, log loggerLike) {
 	if contact == nil {
 		return
 	}
 	req := sip.NewRequest(sip.INFO, contact.Address)
-	req.SetBody([]byte("Signal=" + string(d) + "\r\nDuration=160\r\n"))
+	req.SetBody([]byte("Signal=" + string(digit) + "\r\nDuration=160\r\n"))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := c.dialog.Do(ctx, req); err != nil {
-			c.log.Info("pass a digit on to the caller", "err", err)
+		if _, err := d.Do(ctx, req); err != nil {
+			log.Info("pass a digit on by INFO", "err", err)
 		}
 	}()
 }
