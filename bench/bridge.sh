@@ -101,7 +101,7 @@ log "rtpengine (pid $re_pid, $(nproc) worker threads): ng 127.0.0.1:$ngport, RTP
 	echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
 	echo "- CPU: $(nproc) cores, $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n1); memory $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "- $(uname -sr); $(go version | cut -d' ' -f3-); rtpengine $(rtpengine --version 2>&1 | sed -n 's/^Version: //p') userspace (--table=-1)"
-	echo "- steps: ${steps[*]} calls (PCMU both legs), ${transcode} calls PCMU/PCMA; ${warmup} s warm-up, ${duration} s measured; $rounds round(s)"
+	echo "- steps: ${steps[*]} calls (PCMU both legs)$( ((transcode > 0)) && echo ", $transcode calls PCMU/PCMA"); ${warmup} s warm-up, ${duration} s measured; $rounds round(s)"
 	echo "- load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/machine.md"
 

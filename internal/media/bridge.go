@@ -32,7 +32,8 @@ import (
 //     from the wall clock: the agent may have played a prompt on it
 //     before. That packet has the marker bit set, as has the first after
 //     packets were held back. Only packets sent take a number: the far end
-//     sees a gap only where packets were lost before reaching Switchback.
+//     sees a gap only where packets were lost, or came too late, on the
+//     way to Switchback.
 //   - its payload is transcoded between PCMU and PCMA when the legs'
 //     codecs differ, in place, one lookup a byte (ULawToALaw, ALawToULaw);
 //   - a CSRC list, header extension or padding it came with is left out.

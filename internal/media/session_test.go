@@ -511,8 +511,10 @@ func TestSessionDropsForSlowReader(t *testing.T) {
 	for i := range 40 {
 		peer.sendAudio(s.LocalAddr(), 5, uint32(i*FrameSamples), make([]int16, FrameSamples))
 	}
+	// A packet is counted received before its frame is queued or
+	// dropped: wait for the frames too.
 	deadline := time.Now().Add(2 * time.Second)
-	for s.Stats().PacketsReceived < 40 && time.Now().Before(deadline) {
+	for st := s.Stats(); (st.PacketsReceived < 40 || st.Dropped+uint64(len(s.Audio())) < 40) && time.Now().Before(deadline); st = s.Stats() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if st := s.Stats(); st.PacketsReceived != 40 || st.Dropped != 40-audioQueue {
