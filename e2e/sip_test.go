@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -142,15 +143,24 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 	writeFile(t, sf, text)
 	inf := filepath.Join(dir, "fields.csv")
 	writeFile(t, inf, "SEQUENTIAL\n"+strings.Join(fields, ";")+";\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
-		"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
-		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
-		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
-		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", g.sip)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	var out []byte
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		cmd := exec.CommandContext(ctx, "sipp", "-sf", sf, "-inf", inf, "-m", "1", "-l", "1",
+			"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
+			"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+			"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
+			"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", g.sip)
+		cmd.Dir = dir
+		out, err = cmd.CombinedOutput()
+		cancel()
+		// Another process may hold the media ports picked for this run
+		// (SIPp then places no call): take the next ones.
+		if err == nil || attempt == 3 || !bytes.Contains(out, []byte("Unable to bind audio")) {
+			break
+		}
+		t.Logf("sipp again: its media ports were taken")
+	}
 	// What the scenario's <log> actions wrote comes first.
 	logs, _ := os.ReadFile(filepath.Join(dir, "logs.log"))
 	out = append(logs, out...)
