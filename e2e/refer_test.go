@@ -139,3 +139,29 @@ func TestReferWithoutFinalNotify(t *testing.T) {
 		t.Fatalf("the reason does not mention the missing NOTIFY: %v", rr)
 	}
 }
+
+// TestReferThenCallerHangsUp: the caller completes the transfer (NOTIFY
+// 200) and hangs up at once: the hand-back succeeded, and the call needs
+// no BYE of ours.
+func TestReferThenCallerHangsUp(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	g.create(t, "acme", referTransfer("left-1", "sip:desk@customer-sbc.example.com"))
+	ok, out := g.sipp(t, "refer_caller_hangup.xml", nil, "X-ASAPP-CallTransferId: left-1", "acme")
+	if !ok {
+		t.Fatalf("sipp (NOTIFY 200, then the caller's BYE): %s\n%s", out, g.stderr)
+	}
+	// Switchback hangs up once the result is stored; the caller's BYE,
+	// sent as its NOTIFY is answered, nearly always comes first. When
+	// both ends hang up at once the scenario takes both BYEs; say so.
+	if strings.Contains(out, "CROSSED-BYE") {
+		t.Log("Switchback's BYE crossed the caller's")
+	}
+	rr := g.handedBack(t, "acme", "left-1", map[string]any{"method": "REFER", "sipStatus": 202.0, "notifyStatus": 200.0, "fallback": false})
+	if rr["reason"] != nil {
+		t.Fatalf("a completed transfer has a reason: %v", rr)
+	}
+	if s := g.stderr.String(); strings.Contains(s, "level=ERROR") || strings.Contains(s, `msg=BYE`) {
+		t.Fatalf("switchback logged an error:\n%s", s)
+	}
+}
