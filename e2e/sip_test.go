@@ -127,6 +127,13 @@ func (g *gateway) get(t *testing.T, tenant, id string) *apiResponse {
 // given, and returns whether SIPp saw the call through as scripted.
 func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string, fields ...string) (bool, string) {
 	t.Helper()
+	return sippTo(t, g.sip, scenario, replace, fields...)
+}
+
+// sippTo is sipp with the calls sent to target (host:port), a proxy in
+// front of the gateway, say.
+func sippTo(t *testing.T, target, scenario string, replace map[string]string, fields ...string) (bool, string) {
+	t.Helper()
 	dir := t.TempDir()
 	body, err := os.ReadFile(filepath.Join("testdata", "sipp", scenario))
 	if err != nil {
@@ -151,7 +158,7 @@ func (g *gateway) sipp(t *testing.T, scenario string, replace map[string]string,
 			"-i", "127.0.0.1", "-p", "0", "-mp", fmt.Sprint(sippMediaPort.Add(4)), "-timeout", "30s", "-timeout_error",
 			"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
 			"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
-			"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", g.sip)
+			"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"), "-nostdin", target)
 		cmd.Dir = dir
 		out, err = cmd.CombinedOutput()
 		cancel()
