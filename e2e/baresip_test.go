@@ -21,7 +21,8 @@ import (
 
 // baresipConfig is a gateway whose "secure" tenant takes digest calls from
 // loopback and answers them with a menu: a chime, then 5 s for a digit,
-// and "1" hands the call back to a human agent.
+// and "1" hands the call back to a human agent. A transfer with the task
+// "instant" is handed back at once.
 const baresipConfig = `
 store: {driver: sqlite, dsn: %s}
 sip:
@@ -37,6 +38,8 @@ tenants:
       allow: [127.0.0.0/8]
       users: [{username: ivr, password: s3cret-pass}]
     agents:
+      - task: instant
+        menu: {digitTimeout: 0s, default: {transferType: SYSTEM, taskName: instant}}
       - menu:
           greeting: builtin:chime
           digitTimeout: 5s
@@ -519,4 +522,73 @@ func freeTCPPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// TestBaresipFollowsTheREFER hands a call from a real softphone back by
+// REFER: baresip accepts the REFER, calls the returnURI (a SIPp UAS on
+// another loopback port) and reports the new call by NOTIFY. Debian's
+// baresip 1.0.0 sends NOTIFY 100 as it accepts the REFER and NOTIFY 200
+// (terminated) once the target answers, and puts no Referred-By on its
+// INVITE; Switchback then hangs up the first call.
+func TestBaresipFollowsTheREFER(t *testing.T) {
+	modules := requireBaresip(t)
+	requireSIPp(t)
+	g := startGatewayWith(t, baresipConfig, "secure")
+	// The target answers, and hangs up the transferred call 500 ms later.
+	target := startSIPpServer(t, "refer_target.xml", map[string]string{"PAUSE_MS": "500"})
+	uri := fmt.Sprintf("sip:return-desk@127.0.0.1:%d", target.port)
+	g.create(t, "secure", `{"id":"baresip-refer","externalConversationId":"c","type":"SIP","sip":{"returnURI":"`+uri+
+		`","returnTransferType":"REFER"},"inputContext":{"taskName":"instant"}}`)
+
+	b := startBaresip(t, modules)
+	b.command(t, "dial", "sip:secure@"+g.sip+"?X-ASAPP-CallTransferId=baresip-refer")
+	if ev := b.waitEvent(t, 15*time.Second, "CALL_ESTABLISHED"); ev == nil {
+		t.Fatalf("the call was not established\nbaresip:\n%s\nswitchback:\n%s", b.log, g.stderr)
+	}
+	// baresip reports the REFER with its Refer-To as received.
+	ev := b.waitEvent(t, 10*time.Second, "TRANSFER")
+	if ev == nil {
+		t.Fatalf("baresip got no REFER\nbaresip:\n%s\nswitchback:\n%s", b.log, g.stderr)
+	}
+	if ev["param"] != "<"+uri+">" {
+		t.Fatalf("baresip was referred to %v, want <%s>", ev["param"], uri)
+	}
+	// Switchback's BYE ends the first call once the final NOTIFY is in;
+	// the transferred call ends with the target's BYE.
+	closed := map[string]bool{}
+	for len(closed) < 2 {
+		ev := b.waitEvent(t, 10*time.Second, "CALL_CLOSED")
+		if ev == nil {
+			t.Fatalf("calls closed: %v\nbaresip:\n%s\nswitchback:\n%s", closed, b.log, g.stderr)
+		}
+		peer, _ := ev["peeruri"].(string)
+		if strings.HasPrefix(peer, "sip:secure@") && !closed["switchback"] {
+			closed["switchback"] = true
+			// The instant the first call is hung up on, the transfer
+			// shows how the hand-back went.
+			r := g.get(t, "secure", "baresip-refer")
+			oc, _ := r.body["outputContext"].(map[string]any)
+			rr, _ := r.body["returnResult"].(map[string]any)
+			if r.str("status") != "COMPLETED" || oc["transferType"] != "SYSTEM" || rr["method"] != "REFER" ||
+				rr["sipStatus"] != 202.0 || rr["notifyStatus"] != 200.0 || rr["fallback"] != false || rr["reason"] != nil {
+				t.Fatalf("after baresip's NOTIFY 200: %s\nbaresip:\n%s\nswitchback:\n%s", r.raw, b.log, g.stderr)
+			}
+		} else {
+			closed[peer] = true
+		}
+	}
+	if !closed["switchback"] || !closed[uri] {
+		t.Fatalf("calls closed: %v, want Switchback's and %s", closed, uri)
+	}
+	ok, out := target.wait(10 * time.Second)
+	if !ok {
+		t.Fatalf("the target: %s\nbaresip:\n%s", out, b.log)
+	}
+	// baresip called the returnURI itself.
+	if !strings.Contains(out, "TARGET-RURI "+uri+"\n") {
+		t.Fatalf("the target's INVITE was not for %s:\n%s", uri, out)
+	}
+	if !strings.Contains(b.log.String(), "NOTIFY sip:") {
+		t.Fatalf("baresip sent no NOTIFY:\n%s", b.log)
+	}
 }

@@ -61,29 +61,45 @@ func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
 	if cseq := req.CSeq(); cseq != nil {
 		id = strconv.FormatUint(uint64(cseq.SeqNo), 10)
 	}
+	// final records what a NOTIFY of this REFER says, and whether it is
+	// the last one.
+	final := func(n referNotify) bool {
+		if n.id != "" && n.id != id {
+			return false
+		}
+		r.NotifyStatus = n.status
+		return n.status >= 200
+	}
 	timeout := c.e.cfg.ReferTimeout.Duration()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		select {
 		case n := <-c.notifies:
-			if n.id != "" && n.id != id {
+			if !final(n) {
 				continue
 			}
-			r.NotifyStatus = n.status
-			switch {
-			case n.status < 200:
-				continue
-			case n.status < 300:
+			if n.status < 300 {
 				return r, true
-			default:
-				return fallback("the transfer failed with " + strconv.Itoa(n.status))
 			}
+			return fallback("the transfer failed with " + strconv.Itoa(n.status))
 		case <-c.hungup:
-			// The caller's side finished the transfer and hung up before
-			// saying how it went: nothing is left to hang up.
-			if r.NotifyStatus < 200 {
+			// NOTIFYs we answered before the caller's BYE are queued (see
+			// onNotify) but may lose this select to the BYE: read them.
+			for queued := true; queued && r.NotifyStatus < 200; {
+				select {
+				case n := <-c.notifies:
+					final(n)
+				default:
+					queued = false
+				}
+			}
+			// The caller hung up: nothing is left to hang up.
+			switch {
+			case r.NotifyStatus < 200:
 				r.Reason = "the caller hung up before the final NOTIFY"
+			case r.NotifyStatus >= 300:
+				r.Reason = "the transfer failed with " + strconv.Itoa(r.NotifyStatus) + " and the caller hung up"
 			}
 			return r, false
 		case <-timer.C:
@@ -125,11 +141,13 @@ func (e *Edge) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 400, "Bad sipfrag body")
 		return
 	}
-	respond(tx, req, 200, "OK")
+	// Queued before the 200 goes out: a BYE the caller sends once it has
+	// the 200 then finds the NOTIFY already there.
 	select {
 	case c.notifies <- referNotify{id: id, status: status}:
 	default: // nobody is waiting on that many: drop
 	}
+	respond(tx, req, 200, "OK")
 }
 
 // sipfragStatus reads the status code of a message/sipfrag body's status
