@@ -171,3 +171,59 @@ func TestINVITEReturnRefusedFallsBackToBYE(t *testing.T) {
 		t.Fatalf("after the refused INVITE return: %s", r.raw)
 	}
 }
+
+// loggedAt reads the times a SIPp scenario logged as "NAME_AT seconds
+// microseconds" (its gettimeofday action).
+var loggedAtLine = regexp.MustCompile(`(?m)^([A-Z]+)_AT (\d+)(?:\.0+)? (\d+)(?:\.0+)?$`)
+
+func loggedAt(t *testing.T, out, name string) time.Time {
+	t.Helper()
+	for _, m := range loggedAtLine.FindAllStringSubmatch(out, -1) {
+		if m[1] == name {
+			s, _ := strconv.ParseInt(m[2], 10, 64)
+			us, _ := strconv.ParseInt(m[3], 10, 64)
+			return time.Unix(s, us*1000)
+		}
+	}
+	t.Fatalf("SIPp logged no %s_AT:\n%s", name, out)
+	return time.Time{}
+}
+
+// TestINVITEReturnNotAnsweredIsCancelled: a return leg that rings past
+// sip.returnTimeout (2 s here) is cancelled, the caller is handed back by
+// BYE, and the result says why.
+func TestINVITEReturnNotAnsweredIsCancelled(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_ringing.xml", nil)
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-ring","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	ok, out := g.sipp(t, "invite_return_caller_wait.xml", nil, "X-ASAPP-CallTransferId: inv-ring", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	ok, uasOut := wait()
+	if !ok {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	// The timer runs from before the INVITE goes: the CANCEL may come a
+	// hair under 2 s after the INVITE arrived, never much less.
+	rang := loggedAt(t, uasOut, "CANCEL").Sub(loggedAt(t, uasOut, "INVITE"))
+	held := loggedAt(t, out, "BYE").Sub(loggedAt(t, out, "ACK"))
+	t.Logf("the return leg rang %v before the CANCEL; the caller got the BYE %v after its ACK", rang, held)
+	if rang < 1900*time.Millisecond || rang > 4*time.Second {
+		t.Fatalf("CANCEL %v after the INVITE, want about the 2 s returnTimeout", rang)
+	}
+	if held < 2*time.Second {
+		t.Fatalf("the caller got the BYE %v after its ACK, before the 2 s returnTimeout", held)
+	}
+	r := g.get(t, "acme", "inv-ring")
+	rr, _ := r.body["returnResult"].(map[string]any)
+	reason, _ := rr["reason"].(string)
+	// No final response came but the 487 to our own CANCEL: the result has
+	// no sipStatus.
+	if _, has := rr["sipStatus"]; r.str("status") != "COMPLETED" || rr["method"] != "INVITE" || rr["fallback"] != true ||
+		has || !strings.Contains(reason, "did not answer within 2s") {
+		t.Fatalf("after the unanswered INVITE return: %s", r.raw)
+	}
+}

@@ -27,6 +27,7 @@ sip:
   digestAlgorithms: [MD5, SHA-256]  # SIPp answers only the first challenge, and only MD5
   rtpTimeout: 2s     # SIPp sends no RTP unless told to: a call left alone ends after 2 s
   answerDelay: 300ms # ring before answering, so a CANCEL can come first
+  returnTimeout: 2s  # an INVITE hand-back's return leg that rings longer is cancelled
 tenants:
   - id: acme
     sip: {user: acme, allow: [127.0.0.0/8]}
