@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -113,10 +114,18 @@ func TestINVITEReturnBridgesTheCall(t *testing.T) {
 	}
 	// The conversation kept the bridged call's events: the bridge, the
 	// digit the return leg sent, and who hung up.
-	want := []string{"bridged", "digit:return:1", "call.ended:caller"}
-	deadline = time.Now().Add(3 * time.Second)
+	waitEvents(t, g, "acme", "conv-inv", "bridged", "digit:return:1", "call.ended:caller")
+}
+
+// waitEvents waits up to 3 s for the conversation to have recorded every
+// event of want, each written type:leg for digits (with the digit after),
+// holds and unholds, call.ended:by, and its bare type for the others. It
+// returns all it saw.
+func waitEvents(t *testing.T, g *gateway, tenant, conversation string, want ...string) []string {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
 	for {
-		c, err := newClient(g.keys["acme"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/conv-inv", "")
+		c, err := newClient(g.keys[tenant]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/"+conversation, "")
 		if err != nil || c.status != 200 {
 			t.Fatalf("conversation: %v %s", err, c.raw)
 		}
@@ -127,6 +136,8 @@ func TestINVITEReturnBridgesTheCall(t *testing.T) {
 			switch ev["type"] {
 			case "digit":
 				seen = append(seen, fmt.Sprintf("digit:%v:%v", d["leg"], d["digit"]))
+			case "hold", "unhold":
+				seen = append(seen, fmt.Sprintf("%v:%v", ev["type"], d["leg"]))
 			case "call.ended":
 				seen = append(seen, fmt.Sprintf("call.ended:%v", d["by"]))
 			default:
@@ -140,7 +151,7 @@ func TestINVITEReturnBridgesTheCall(t *testing.T) {
 			}
 		}
 		if missing == "" {
-			break
+			return seen
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("conversation events lack %s: %v", missing, seen)
@@ -226,4 +237,57 @@ func TestINVITEReturnNotAnsweredIsCancelled(t *testing.T) {
 		has || !strings.Contains(reason, "did not answer within 2s") {
 		t.Fatalf("after the unanswered INVITE return: %s", r.raw)
 	}
+}
+
+// bridgedCallEnded waits up to 3 s for the gateway to log the end of a
+// bridged call, and returns the fields of that log line.
+func bridgedCallEnded(t *testing.T, g *gateway) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		for _, line := range strings.Split(g.stderr.String(), "\n") {
+			if !strings.Contains(line, `"msg":"bridged call ended"`) {
+				continue
+			}
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(line), &fields); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			return fields
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bridged call ended in the log:\n%s", g.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestINVITEReturnLegHangsUpFirst: the return leg's BYE ends the bridged
+// call, and Switchback hangs up the caller.
+func TestINVITEReturnLegHangsUpFirst(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas_bye.xml", map[string]string{"HANGUP_MS": "1500"})
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-bye","externalConversationId":"conv-bye","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	ok, out := g.sipp(t, "invite_return_caller_wait.xml", nil, "X-ASAPP-CallTransferId: inv-bye", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	ok, uasOut := wait()
+	if !ok {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	if after := loggedAt(t, out, "BYE").Sub(loggedAt(t, uasOut, "BYE")); after < 0 || after > 2*time.Second {
+		t.Fatalf("the caller got its BYE %v after the return leg sent its own", after)
+	}
+	r := g.get(t, "acme", "inv-bye")
+	rr, _ := r.body["returnResult"].(map[string]any)
+	if r.str("status") != "COMPLETED" || rr["method"] != "INVITE" || rr["sipStatus"] != 200.0 || rr["fallback"] != false {
+		t.Fatalf("after the INVITE return: %s", r.raw)
+	}
+	if f := bridgedCallEnded(t, g); f["by"] != "return" || f["relayed_to_return"].(float64) == 0 || f["relayed_to_caller"].(float64) == 0 {
+		t.Fatalf("bridged call ended: %v", f)
+	}
+	waitEvents(t, g, "acme", "conv-bye", "bridged", "call.ended:return")
 }
