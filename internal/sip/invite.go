@@ -316,8 +316,10 @@ func (c *call) bridge(leg *returnLeg) {
 	br.Stop()
 	<-digitsDone
 	st := br.Stats()
+	// dropped_to_*: packets not sent to a leg on hold (or unreachable).
 	c.log.Info("bridged call ended", "by", by, "relayed_to_return", st.Legs[0].Relayed, "relayed_to_caller", st.Legs[1].Relayed,
-		"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded)
+		"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded,
+		"dropped_to_return", st.Legs[0].Dropped, "dropped_to_caller", st.Legs[1].Dropped)
 	c.journal.record(switchback.EventCallEnded, map[string]string{"by": by})
 	c.journal.flush()
 }
