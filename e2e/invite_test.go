@@ -291,3 +291,32 @@ func TestINVITEReturnLegHangsUpFirst(t *testing.T) {
 	}
 	waitEvents(t, g, "acme", "conv-bye", "bridged", "call.ended:return")
 }
+
+// TestINVITEReturnHoldOnEitherLeg: each leg of a bridged call holds it
+// (re-INVITE a=sendonly) and takes it off hold (a=sendrecv) in turn;
+// Switchback answers a=recvonly then a=sendrecv, stops relaying to the
+// leg that holds, and the conversation records hold and unhold for both.
+func TestINVITEReturnHoldOnEitherLeg(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas_hold.xml", nil)
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-hold","externalConversationId":"conv-hold","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	ok, out := g.sipp(t, "invite_return_caller_hold.xml", nil, "X-ASAPP-CallTransferId: inv-hold", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	ok, uasOut := wait()
+	if !ok {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	waitEvents(t, g, "acme", "conv-hold", "bridged", "hold:caller", "unhold:caller", "hold:return", "unhold:return", "call.ended:caller")
+	// Each leg held for 1.5 s while the other played audio (some 30
+	// packets a second): what came for the held leg was not sent.
+	f := bridgedCallEnded(t, g)
+	t.Logf("bridged call ended: %v", f)
+	if f["dropped_to_caller"].(float64) == 0 || f["dropped_to_return"].(float64) == 0 ||
+		f["relayed_to_caller"].(float64) == 0 || f["relayed_to_return"].(float64) == 0 {
+		t.Fatalf("relayed or held back nothing for a leg: %v", f)
+	}
+}
