@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchback/switchback/internal/media"
 )
 
 // sippUAS runs a SIPp scenario that answers one call on a free port, in
@@ -114,13 +116,13 @@ func TestINVITEReturnBridgesTheCall(t *testing.T) {
 	}
 	// The conversation kept the bridged call's events: the bridge, the
 	// digit the return leg sent, and who hung up.
-	waitEvents(t, g, "acme", "conv-inv", "bridged", "digit:return:1", "call.ended:caller")
+	waitEvents(t, g, "acme", "conv-inv", "bridged:PCMA:PCMA", "digit:return:1", "call.ended:caller")
 }
 
 // waitEvents waits up to 3 s for the conversation to have recorded every
 // event of want, each written type:leg for digits (with the digit after),
-// holds and unholds, call.ended:by, and its bare type for the others. It
-// returns all it saw.
+// holds and unholds, call.ended:by, bridged:callerCodec:returnCodec, and
+// its bare type for the others. It returns all it saw.
 func waitEvents(t *testing.T, g *gateway, tenant, conversation string, want ...string) []string {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -136,6 +138,8 @@ func waitEvents(t *testing.T, g *gateway, tenant, conversation string, want ...s
 			switch ev["type"] {
 			case "digit":
 				seen = append(seen, fmt.Sprintf("digit:%v:%v", d["leg"], d["digit"]))
+			case "bridged":
+				seen = append(seen, fmt.Sprintf("bridged:%v:%v", d["callerCodec"], d["returnCodec"]))
 			case "hold", "unhold":
 				seen = append(seen, fmt.Sprintf("%v:%v", ev["type"], d["leg"]))
 			case "call.ended":
@@ -183,6 +187,10 @@ func TestINVITEReturnRefusedFallsBackToBYE(t *testing.T) {
 	}
 }
 
+// pcmaCaller fills invite_return_caller_wait.xml in for a caller that
+// offers PCMA and plays SIPp's PCMA capture.
+var pcmaCaller = map[string]string{"CALLER_PT": "8", "CALLER_CODEC": "PCMA", "CALLER_PCAP": "/usr/share/sip-tester/g711a.pcap"}
+
 // loggedAt reads the times a SIPp scenario logged as "NAME_AT seconds
 // microseconds" (its gettimeofday action).
 var loggedAtLine = regexp.MustCompile(`(?m)^([A-Z]+)_AT (\d+)(?:\.0+)? (\d+)(?:\.0+)?$`)
@@ -209,7 +217,7 @@ func TestINVITEReturnNotAnsweredIsCancelled(t *testing.T) {
 	port, wait := sippUAS(t, "invite_return_ringing.xml", nil)
 	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-ring","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"},
 		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
-	ok, out := g.sipp(t, "invite_return_caller_wait.xml", nil, "X-ASAPP-CallTransferId: inv-ring", "acme")
+	ok, out := g.sipp(t, "invite_return_caller_wait.xml", pcmaCaller, "X-ASAPP-CallTransferId: inv-ring", "acme")
 	if !ok {
 		t.Fatalf("caller: %s\n%s", out, g.stderr)
 	}
@@ -270,7 +278,7 @@ func TestINVITEReturnLegHangsUpFirst(t *testing.T) {
 	port, wait := sippUAS(t, "invite_return_uas_bye.xml", map[string]string{"HANGUP_MS": "1500"})
 	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-bye","externalConversationId":"conv-bye","type":"SIP","inputContext":{"taskName":"instant"},
 		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
-	ok, out := g.sipp(t, "invite_return_caller_wait.xml", nil, "X-ASAPP-CallTransferId: inv-bye", "acme")
+	ok, out := g.sipp(t, "invite_return_caller_wait.xml", pcmaCaller, "X-ASAPP-CallTransferId: inv-bye", "acme")
 	if !ok {
 		t.Fatalf("caller: %s\n%s", out, g.stderr)
 	}
@@ -289,7 +297,7 @@ func TestINVITEReturnLegHangsUpFirst(t *testing.T) {
 	if f := bridgedCallEnded(t, g); f["by"] != "return" || f["relayed_to_return"].(float64) == 0 || f["relayed_to_caller"].(float64) == 0 {
 		t.Fatalf("bridged call ended: %v", f)
 	}
-	waitEvents(t, g, "acme", "conv-bye", "bridged", "call.ended:return")
+	waitEvents(t, g, "acme", "conv-bye", "bridged:PCMA:PCMA", "call.ended:return")
 }
 
 // TestINVITEReturnHoldOnEitherLeg: each leg of a bridged call holds it
@@ -310,7 +318,7 @@ func TestINVITEReturnHoldOnEitherLeg(t *testing.T) {
 	if !ok {
 		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
 	}
-	waitEvents(t, g, "acme", "conv-hold", "bridged", "hold:caller", "unhold:caller", "hold:return", "unhold:return", "call.ended:caller")
+	waitEvents(t, g, "acme", "conv-hold", "bridged:PCMA:PCMA", "hold:caller", "unhold:caller", "hold:return", "unhold:return", "call.ended:caller")
 	// Each leg held for 1.5 s while the other played audio (some 30
 	// packets a second): what came for the held leg was not sent.
 	f := bridgedCallEnded(t, g)
@@ -318,5 +326,87 @@ func TestINVITEReturnHoldOnEitherLeg(t *testing.T) {
 	if f["dropped_to_caller"].(float64) == 0 || f["dropped_to_return"].(float64) == 0 ||
 		f["relayed_to_caller"].(float64) == 0 || f["relayed_to_return"].(float64) == 0 {
 		t.Fatalf("relayed or held back nothing for a leg: %v", f)
+	}
+}
+
+// pcmuCapture writes SIPp's PCMA capture over again as PCMU (payload type
+// 0, each payload transcoded) into a temporary file, and returns its path:
+// Debian's SIPp ships no PCMU audio.
+func pcmuCapture(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/usr/share/sip-tester/g711a.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A little-endian pcap of Ethernet frames.
+	if len(data) < 24 || le32(data) != 0xa1b2c3d4 || le32(data[20:]) != 1 {
+		t.Fatal("g711a.pcap is not the little-endian Ethernet capture expected")
+	}
+	n := 0
+	for off := 24; off+16 <= len(data); {
+		size := int(le32(data[off+8:]))
+		frame := data[off+16 : min(off+16+size, len(data))]
+		off += 16 + size
+		// Ethernet, IPv4, UDP, then RTP without CSRCs (RFC 3550 §5.1).
+		if len(frame) < 14+20 || frame[12] != 0x08 || frame[13] != 0x00 || frame[14+9] != 17 {
+			continue
+		}
+		ip := frame[14:]
+		udp := ip[int(ip[0]&0x0f)*4:]
+		if len(udp) < 8+12 {
+			continue
+		}
+		udp[6], udp[7] = 0, 0 // no UDP checksum (RFC 768): the payload changes
+		rtp := udp[8:]
+		if rtp[0]>>6 != 2 || rtp[0]&0x0f != 0 || rtp[1]&0x7f != 8 {
+			continue
+		}
+		rtp[1] &= 0x80 // payload type 0, the marker bit kept
+		media.ALawToULaw(rtp[12:], rtp[12:])
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no PCMA packet in g711a.pcap")
+	}
+	path := filepath.Join(t.TempDir(), "g711u.pcap")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// le32 reads a little-endian uint32 (the package's binary is the
+// switchback command).
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// TestINVITEReturnTranscodes: a caller that offers only PCMU bridged to a
+// return leg that answers only PCMA: the audio is transcoded between them.
+func TestINVITEReturnTranscodes(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas_bye.xml", map[string]string{"HANGUP_MS": "2000"})
+	g.create(t, "acme", fmt.Sprintf(`{"id":"inv-x","externalConversationId":"conv-x","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"sip:desk@127.0.0.1:%d","returnTransferType":"INVITE"}}`, port))
+	ok, out := g.sipp(t, "invite_return_caller_wait.xml", map[string]string{"CALLER_PT": "0", "CALLER_CODEC": "PCMU", "CALLER_PCAP": pcmuCapture(t)},
+		"X-ASAPP-CallTransferId: inv-x", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	if ok, uasOut := wait(); !ok {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	if r := g.get(t, "acme", "inv-x"); !strings.Contains(string(r.raw), `"returnResult":{"method":"INVITE","sipStatus":200,"fallback":false`) {
+		t.Fatalf("after the INVITE return: %s", r.raw)
+	}
+	waitEvents(t, g, "acme", "conv-x", "bridged:PCMU:PCMA", "call.ended:return")
+	f := bridgedCallEnded(t, g)
+	t.Logf("bridged call ended: %v", f)
+	toReturn, toCaller, transcoded := f["relayed_to_return"].(float64), f["relayed_to_caller"].(float64), f["transcoded"].(float64)
+	// Every audio packet relayed either way was transcoded; only RFC 4733
+	// events (none here) go through as they are.
+	if toReturn == 0 || toCaller == 0 || transcoded != toReturn+toCaller {
+		t.Fatalf("relayed %v to the return leg and %v to the caller, transcoded %v", toReturn, toCaller, transcoded)
 	}
 }
