@@ -72,7 +72,7 @@ func sippUAS(t *testing.T, scenario string, replace map[string]string) (port int
 var bridgedEnd = regexp.MustCompile(`"msg":"bridged call ended".*"by":"caller".*"relayed_to_return":(\d+),"relayed_to_caller":(\d+)`)
 
 // TestINVITEReturnBridgesTheCall: the return leg challenges, the gateway
-// answers with the transfer's credentials, sends the returnURI's headers as
+// answers with the transfer's credentials (not its tenant's), sends the returnURI's headers as
 // real headers, and relays audio and DTMF both ways until the caller hangs up.
 func TestINVITEReturnBridgesTheCall(t *testing.T) {
 	requireSIPp(t)
@@ -408,5 +408,31 @@ func TestINVITEReturnTranscodes(t *testing.T) {
 	// events (none here) go through as they are.
 	if toReturn == 0 || toCaller == 0 || transcoded != toReturn+toCaller {
 		t.Fatalf("relayed %v to the return leg and %v to the caller, transcoded %v", toReturn, toCaller, transcoded)
+	}
+}
+
+// TestINVITEReturnWithTheTenantsCredentials: a transfer without
+// sip.returnInviteAuthentication answers the return leg's challenge with
+// its tenant's tenants[].sip.returnAuth.
+func TestINVITEReturnWithTheTenantsCredentials(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
+		"RURI":      `sip:desk@127\.0\.0\.1:PORT`,
+		"AUTH_USER": "acme-desk", "AUTH_PASS": "acme-desk-pass",
+	})
+	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
+	g.create(t, "acme", `{"id":"inv-tenant","externalConversationId":"c","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE"}}`)
+	ok, out := g.sipp(t, "invite_return_caller.xml", nil, "X-ASAPP-CallTransferId: inv-tenant", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	if ok, uasOut := wait(); !ok || !strings.Contains(uasOut, "AUTHVALID true") {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	r := g.get(t, "acme", "inv-tenant")
+	if rr, _ := r.body["returnResult"].(map[string]any); rr["sipStatus"] != 200.0 || rr["fallback"] != false {
+		t.Fatalf("after the INVITE return: %s", r.raw)
 	}
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // sipConfig is a gateway with three tenants: "acme" reachable from
-// loopback by IP, "secure" that also needs digest credentials, and
+// loopback by IP, with credentials for the INVITE hand-backs whose
+// transfers bring none, "secure" that also needs digest credentials, and
 // "strict" that only takes 127.0.0.2.
 const sipConfig = `
 store: {driver: sqlite, dsn: %s}
@@ -30,7 +31,7 @@ sip:
   returnTimeout: 2s  # an INVITE hand-back's return leg that rings longer is cancelled
 tenants:
   - id: acme
-    sip: {user: acme, allow: [127.0.0.0/8]}
+    sip: {user: acme, allow: [127.0.0.0/8], returnAuth: {username: acme-desk, password: acme-desk-pass}}
     rateLimit: {requestsPerSecond: 10000, burst: 10000}
     agents:
       - task: instant
