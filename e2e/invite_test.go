@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback/internal/media"
+	_ "modernc.org/sqlite" // to read the gateway's store
 )
 
 // sippUAS runs a SIPp scenario that answers one call on a free port, in
@@ -434,5 +436,79 @@ func TestINVITEReturnWithTheTenantsCredentials(t *testing.T) {
 	r := g.get(t, "acme", "inv-tenant")
 	if rr, _ := r.body["returnResult"].(map[string]any); rr["sipStatus"] != 200.0 || rr["fallback"] != false {
 		t.Fatalf("after the INVITE return: %s", r.raw)
+	}
+}
+
+// storedReturnPassword reads a transfer's return password straight from
+// the gateway's SQLite file.
+func storedReturnPassword(t *testing.T, g *gateway, tenant, id string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dir, "sb.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var pass string
+	err = db.QueryRow(`SELECT return_auth_password FROM transfers WHERE tenant_id = ? AND id = ?`, tenant, id).Scan(&pass)
+	if err != nil {
+		t.Fatalf("read transfer %s from the store: %v", id, err)
+	}
+	return pass
+}
+
+// TestINVITEReturnPasswordErased: the transfer's return password answers
+// the return leg's challenge, and once the transfer is finished it is gone
+// from the store; no GET and no log line ever shows it.
+func TestINVITEReturnPasswordErased(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	const password = "Erase-Me-7f3a9c"
+	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
+		"RURI":      `sip:desk@127\.0\.0\.1:PORT`,
+		"AUTH_USER": "ret-user", "AUTH_PASS": password,
+	})
+	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
+	created := g.create(t, "acme", `{"id":"inv-pw","externalConversationId":"conv-pw","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"ret-user","password":"`+password+`"}}}`)
+	// Kept while the transfer may still be handed back, so the query reads
+	// the right column.
+	if got := storedReturnPassword(t, g, "acme", "inv-pw"); got != password {
+		t.Fatalf("stored return password of the ACTIVE transfer = %q", got)
+	}
+	shown := [][]byte{created.raw, g.get(t, "acme", "inv-pw").raw}
+	ok, out := g.sipp(t, "invite_return_caller.xml", nil, "X-ASAPP-CallTransferId: inv-pw", "acme")
+	if !ok {
+		t.Fatalf("caller: %s\n%s", out, g.stderr)
+	}
+	if ok, uasOut := wait(); !ok || !strings.Contains(uasOut, "AUTHVALID true") {
+		t.Fatalf("return leg: %s\n%s", uasOut, g.stderr)
+	}
+	r := g.get(t, "acme", "inv-pw")
+	if rr, _ := r.body["returnResult"].(map[string]any); r.str("status") != "COMPLETED" || rr["sipStatus"] != 200.0 {
+		t.Fatalf("after the INVITE return: %s", r.raw)
+	}
+	if got := storedReturnPassword(t, g, "acme", "inv-pw"); got != "" {
+		t.Fatalf("stored return password of the COMPLETED transfer = %q, want it erased", got)
+	}
+	bridgedCallEnded(t, g) // the call is over: the log is complete
+	list, err := newClient(g.keys["acme"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/call-transfers", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.status != 200 || !strings.Contains(string(list.raw), `"inv-pw"`) {
+		t.Fatalf("list: %s", list.raw)
+	}
+	conv, err := newClient(g.keys["acme"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/conv-pw", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conv.status != 200 {
+		t.Fatalf("conversation: %s", conv.raw)
+	}
+	shown = append(shown, r.raw, list.raw, conv.raw, []byte(g.stdout.String()), []byte(g.stderr.String()))
+	for i, b := range shown {
+		if strings.Contains(string(b), password) {
+			t.Fatalf("the return password shows in output %d: %s", i, b)
+		}
 	}
 }
