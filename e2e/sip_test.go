@@ -19,7 +19,8 @@ import (
 )
 
 // sipConfig is a gateway with three tenants: "acme" reachable from
-// loopback by IP, "secure" that also needs digest credentials, and
+// loopback by IP, with credentials for the INVITE hand-backs whose
+// transfers bring none, "secure" that also needs digest credentials, and
 // "strict" that only takes 127.0.0.2.
 const sipConfig = `
 store: {driver: sqlite, dsn: %s}
@@ -30,9 +31,10 @@ sip:
   rtpTimeout: 2s     # SIPp sends no RTP unless told to: a call left alone ends after 2 s
   answerDelay: 300ms # ring before answering, so a CANCEL can come first
   referTimeout: 2s   # a REFER hand-back without a final NOTIFY falls back to BYE after 2 s
+  returnTimeout: 2s  # an INVITE hand-back's return leg that rings longer is cancelled
 tenants:
   - id: acme
-    sip: {user: acme, allow: [127.0.0.0/8]}
+    sip: {user: acme, allow: [127.0.0.0/8], returnAuth: {username: acme-desk, password: acme-desk-pass}}
     rateLimit: {requestsPerSecond: 10000, burst: 10000}
     agents:
       - task: instant

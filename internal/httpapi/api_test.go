@@ -505,3 +505,22 @@ func TestMetricsCountRequestsTransfersAndPool(t *testing.T) {
 		}
 	}
 }
+
+// The request hash stays in the store after the return password is erased,
+// so the password is not in it: a retry that changes only the password is
+// the same request, one that changes the username is not.
+func TestRetryWithAnotherPasswordIsTheSameRequest(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	body := func(user, pass string) string {
+		return `{"id":"pw","externalConversationId":"c","type":"SIP","sip":{"returnURI":"sip:a@b","returnTransferType":"INVITE",
+			"returnInviteAuthentication":{"username":"` + user + `","password":"` + pass + `"}}}`
+	}
+	first := h.do("POST", transfersPath, body("u", "hunter2"))
+	again := h.do("POST", transfersPath, body("u", "correct horse"))
+	if first.Status != 200 || again.Status != 200 || string(first.Body) != string(again.Body) {
+		t.Fatalf("retry with another password: %d %s / %d %s", first.Status, first.Body, again.Status, again.Body)
+	}
+	if other := h.do("POST", transfersPath, body("v", "hunter2")); other.Status != 409 {
+		t.Fatalf("retry with another username: %d %s", other.Status, other.Body)
+	}
+}

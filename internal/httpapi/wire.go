@@ -341,6 +341,10 @@ func checkText(field, s string) error {
 // normalisation (either spelling of returnURI, country case), so the same
 // request sent again is recognised as a retry. Every field goes in with its
 // length, so no two requests hash alike by shifting bytes between fields.
+//
+// The return password is left out: the hash stays in the store for good,
+// and an unsalted hash of a password is one a dictionary can reverse. A
+// retry that changes only the password is taken for the same request.
 func requestHash(t *switchback.Transfer) string {
 	h := sha256.New()
 	var n [8]byte
@@ -361,7 +365,6 @@ func requestHash(t *switchback.Transfer) string {
 		put(s.ReturnURI)
 		put(string(s.ReturnTransferType))
 		put(s.ReturnAuthUsername)
-		put(s.ReturnAuthPassword)
 	}
 	if ic := t.InputContext; ic != nil {
 		put("input")

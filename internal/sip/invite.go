@@ -88,7 +88,12 @@ func requestURIOf(requestURI string) (u sip.Uri, transport string, err error) {
 		return u, "", err
 	}
 	transport, _ = u.UriParams.Get("transport")
-	rest := requestURI[strings.IndexByte(requestURI, ':')+1:]
+	colon := strings.IndexByte(requestURI, ':')
+	u.Scheme = requestURI[:colon] // as written: "SIP:" stays "SIP:"
+	if transport == "" && strings.EqualFold(u.Scheme, "sips") {
+		transport = "tls"
+	}
+	rest := requestURI[colon+1:]
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 		u.User, u.Password = rest[:at], ""
 		rest = rest[at+1:]
@@ -324,8 +329,10 @@ func (c *call) bridge(leg *returnLeg) {
 	br.Stop()
 	<-digitsDone
 	st := br.Stats()
+	// dropped_to_*: packets not sent to a leg on hold (or unreachable).
 	c.log.Info("bridged call ended", "by", by, "relayed_to_return", st.Legs[0].Relayed, "relayed_to_caller", st.Legs[1].Relayed,
-		"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded)
+		"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded,
+		"dropped_to_return", st.Legs[0].Dropped, "dropped_to_caller", st.Legs[1].Dropped)
 	c.journal.record(switchback.EventCallEnded, map[string]string{"by": by})
 	c.journal.flush()
 }

@@ -10,6 +10,7 @@ func TestReturnURIBecomesRequestURIAndHeaders(t *testing.T) {
 		headers         []string // "Name: value"
 	}{
 		{"sip:desk@sbc.example.com", "sip:desk@sbc.example.com", nil},
+		{"SIP:Desk@SBC.example.com:5060", "SIP:Desk@SBC.example.com:5060", nil},
 		{"sip:desk@10.0.0.1:5070;transport=tcp;User-to-User=UUI-12345", "sip:desk@10.0.0.1:5070;transport=tcp;User-to-User=UUI-12345", nil},
 		{"sip:desk@h?User-to-User=abc%3Bencoding%3Dhex&X-Foo=1", "sip:desk@h", []string{"User-to-User: abc;encoding=hex", "X-Foo: 1"}},
 		{"sips:%2B1555;phone-context=x@h;lr?X-A=a%20b", "sips:%2B1555;phone-context=x@h;lr", []string{"X-A: a b"}},
