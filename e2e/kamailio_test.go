@@ -81,7 +81,7 @@ type kamailio struct {
 
 // startKamailio runs Kamailio with testdata/kamailio/cfg on a free
 // loopback UDP port, with the preprocessor define SWITCHBACK set to
-// switchback (a SIP URI), and waits until it answers an OPTIONS. It is
+// switchback (a SIP URI) unless that is empty, and waits until it answers an OPTIONS. It is
 // stopped at the end of the test, and ends by itself after two minutes
 // should the test binary die first.
 func startKamailio(t *testing.T, cfg, switchback string) *kamailio {
@@ -120,9 +120,12 @@ func tryKamailio(t *testing.T, bin, cfg, switchback string) (*kamailio, error) {
 	k := &kamailio{addr: "127.0.0.1:" + strconv.Itoa(port), log: &lockedBuffer{}, done: make(chan struct{})}
 	// timeout(1) bounds it, and kills its whole process group (Kamailio's
 	// workers are forks) when the time is up.
-	k.cmd = exec.Command("timeout", "-k", "5", "120", bin, "-f", cfg, "-DD", "-E",
-		"-l", "udp:"+k.addr, "-A", `SWITCHBACK="`+switchback+`"`,
-		"-m", "32", "-M", "8", "-w", dir, "-P", filepath.Join(dir, "kamailio.pid"))
+	args := []string{"-k", "5", "120", bin, "-f", cfg, "-DD", "-E", "-l", "udp:" + k.addr,
+		"-m", "32", "-M", "8", "-w", dir, "-P", filepath.Join(dir, "kamailio.pid")}
+	if switchback != "" {
+		args = append(args, "-A", `SWITCHBACK="`+switchback+`"`)
+	}
+	k.cmd = exec.Command("timeout", args...)
 	k.cmd.Dir = dir
 	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
