@@ -79,6 +79,24 @@ type ReturnResult struct {
 	At     time.Time
 }
 
+// CallEnd is what a call leaves in the store as it ends, written in one
+// transaction: its completion, how the hand-back went, and what it adds to
+// its conversation. A call writes it once when it can (a BYE hand-back,
+// the caller hanging up), or twice (a REFER or INVITE hand-back: the
+// completion first, the result once known).
+type CallEnd struct {
+	TenantID string
+	ID       string
+	// Output, when set, moves the transfer ONGOING→COMPLETED with it, as
+	// CompleteTransfer does; else the transfer must be COMPLETED already.
+	Output *OutputContext
+	// Result, when set, is recorded as SetReturnResult does.
+	Result *ReturnResult
+	// Record, when set, is added to its conversation as RecordConversation
+	// does.
+	Record *ConversationRecord
+}
+
 // Validate checks a record before a store takes it: a tenant and an
 // external id, at most MaxEventsPerRecord events each with a type, and a
 // state that is JSON. Errors are EINVALID.

@@ -64,6 +64,13 @@ type Store interface {
 	// ENOTFOUND; EGONE when it is not ONGOING.
 	CompleteTransfer(ctx context.Context, tenantID, id string, out *OutputContext, now time.Time) (*Transfer, error)
 
+	// EndCall writes what a call leaves as it ends, in one transaction (see
+	// CallEnd), and returns the transfer as it then is. Its errors are those
+	// of CompleteTransfer when e.Output is set, else those of
+	// SetReturnResult, and EINVALID for a record RecordConversation would
+	// refuse; on any error nothing is written.
+	EndCall(ctx context.Context, e *CallEnd, now time.Time) (*Transfer, error)
+
 	// SetReturnResult records how a completed transfer's hand-back went.
 	// ENOTFOUND; EGONE when the transfer is not COMPLETED.
 	SetReturnResult(ctx context.Context, tenantID, id string, r *ReturnResult) error

@@ -78,22 +78,82 @@ func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switc
 	if err != nil {
 		return fmt.Errorf("set return result: %w", err)
 	}
-	tag, err := db.pool.Exec(ctx, `
+	_, err = setReturnResult(ctx, db.pool, tenantID, id, result)
+	return err
+}
+
+// setReturnResult records an encoded result on a COMPLETED transfer.
+func setReturnResult(ctx context.Context, q querier, tenantID, id, result string) (*switchback.Transfer, error) {
+	t, err := scanTransfer(q.QueryRow(ctx, `
 		UPDATE transfers SET return_result = $3
-		WHERE tenant_id = $1 AND id = $2 AND status = 'COMPLETED'`, tenantID, id, result)
-	if err != nil {
-		return fmt.Errorf("set return result: %w", err)
+		WHERE tenant_id = $1 AND id = $2 AND status = 'COMPLETED'
+		RETURNING `+transferColumns, tenantID, id, result))
+	if notFound(err) {
+		exists, err := transferExists(ctx, q, tenantID, id)
+		if err != nil {
+			return nil, fmt.Errorf("set return result: %w", err)
+		} else if !exists {
+			return nil, errTransferNotFound(id)
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is not completed", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("set return result: %w", err)
 	}
-	if tag.RowsAffected() == 1 {
+	return t, nil
+}
+
+// EndCall writes what a call leaves as it ends, in one transaction.
+func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time) (*switchback.Transfer, error) {
+	var output any
+	var result string
+	var err error
+	if e.Output != nil {
+		if output, err = encodeJSON(e.Output); err != nil {
+			return nil, fmt.Errorf("end call: output context: %w", err)
+		}
+	}
+	if e.Result != nil {
+		if result, err = encodeReturnResult(e.Result); err != nil {
+			return nil, fmt.Errorf("end call: return result: %w", err)
+		}
+	}
+	var rec *encodedRecord
+	if e.Record != nil {
+		if rec, err = encodeRecord(e.Record, now); err != nil {
+			return nil, err
+		}
+	}
+	var t *switchback.Transfer
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		if e.Output != nil {
+			if t, err = complete(ctx, tx, e.TenantID, e.ID, output, now); err != nil {
+				return err
+			}
+		}
+		if e.Result != nil {
+			if t, err = setReturnResult(ctx, tx, e.TenantID, e.ID, result); err != nil {
+				return err
+			}
+		}
+		if t == nil {
+			t, err = scanTransfer(tx.QueryRow(ctx, `SELECT `+transferColumns+` FROM transfers WHERE tenant_id = $1 AND id = $2`,
+				e.TenantID, e.ID))
+			if notFound(err) {
+				return errTransferNotFound(e.ID)
+			} else if err != nil {
+				return fmt.Errorf("end call: %w", err)
+			}
+		}
+		if rec != nil {
+			return record(ctx, tx, rec, now)
+		}
 		return nil
-	}
-	exists, err := db.transferExists(ctx, tenantID, id)
+	})
 	if err != nil {
-		return fmt.Errorf("set return result: %w", err)
-	} else if !exists {
-		return errTransferNotFound(id)
+		return nil, wrap("end call", err)
 	}
-	return switchback.Errorf(switchback.EGONE, "call transfer %s is not completed", id)
+	return t, nil
 }
 
 // Conversation returns a tenant's conversation, read in one snapshot so
@@ -173,63 +233,79 @@ func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*s
 // serializes records of one conversation, so their sequence numbers never
 // collide.
 func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
-	if err := r.Validate(); err != nil {
+	rec, err := encodeRecord(r, now)
+	if err != nil {
 		return err
 	}
-	var state *string
-	if r.State != nil {
-		s := string(r.State)
-		state = &s
+	if err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return record(ctx, tx, rec, now) }); err != nil {
+		return wrap("record conversation", err)
+	}
+	return nil
+}
+
+// encodedRecord is a conversation record checked and laid out as the
+// arrays its events are inserted from.
+type encodedRecord struct {
+	r     *switchback.ConversationRecord
+	state *string
+	ats   []int64
+	legs  []string
+	types []string
+	data  []*string
+}
+
+func encodeRecord(r *switchback.ConversationRecord, now time.Time) (*encodedRecord, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	n := len(r.Events)
-	var (
-		ats   = make([]int64, n)
-		legs  = make([]string, n)
-		types = make([]string, n)
-		data  = make([]*string, n)
-	)
+	rec := &encodedRecord{r: r, ats: make([]int64, n), legs: make([]string, n), types: make([]string, n), data: make([]*string, n)}
+	if r.State != nil {
+		s := string(r.State)
+		rec.state = &s
+	}
 	for i, e := range r.Events {
-		ats[i], legs[i], types[i] = micros(e.At), e.TransferID, string(e.Type)
+		rec.ats[i], rec.legs[i], rec.types[i] = micros(e.At), e.TransferID, string(e.Type)
 		if e.At.IsZero() {
-			ats[i] = micros(now)
+			rec.ats[i] = micros(now)
 		}
 		if e.Data != nil {
 			b, err := json.Marshal(e.Data)
 			if err != nil {
-				return fmt.Errorf("record conversation: event data: %w", err)
+				return nil, fmt.Errorf("record conversation: event data: %w", err)
 			}
 			s := string(b)
-			data[i] = &s
+			rec.data[i] = &s
 		}
 	}
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var next int64
-		if err := tx.QueryRow(ctx, `
-			INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
-			VALUES ($1, $2, $3, $4, $4, $5)
-			ON CONFLICT (tenant_id, external_id) DO UPDATE SET
-				state = COALESCE(EXCLUDED.state, conversations.state),
-				updated_at = EXCLUDED.updated_at,
-				next_seq = conversations.next_seq + EXCLUDED.next_seq
-			RETURNING next_seq`,
-			r.TenantID, r.ExternalID, state, micros(now), int64(n)).Scan(&next); err != nil {
-			return fmt.Errorf("upsert: %w", err)
-		}
-		if n == 0 {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
-			SELECT $1, $2, $3 + e.ord - 1, e.at, e.transfer_id, e.type, e.data
-			FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[])
-				WITH ORDINALITY AS e(at, transfer_id, type, data, ord)`,
-			r.TenantID, r.ExternalID, next-int64(n), ats, legs, types, data); err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
+	return rec, nil
+}
+
+// record upserts a conversation's record and appends its events.
+func record(ctx context.Context, tx pgx.Tx, rec *encodedRecord, now time.Time) error {
+	r, n := rec.r, int64(len(rec.r.Events))
+	var next int64
+	if err := tx.QueryRow(ctx, `
+		INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
+		VALUES ($1, $2, $3, $4, $4, $5)
+		ON CONFLICT (tenant_id, external_id) DO UPDATE SET
+			state = COALESCE(EXCLUDED.state, conversations.state),
+			updated_at = EXCLUDED.updated_at,
+			next_seq = conversations.next_seq + EXCLUDED.next_seq
+		RETURNING next_seq`,
+		r.TenantID, r.ExternalID, rec.state, micros(now), n).Scan(&next); err != nil {
+		return fmt.Errorf("upsert: %w", err)
+	}
+	if n == 0 {
 		return nil
-	})
-	if err != nil {
-		return wrap("record conversation", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
+		SELECT $1, $2, $3 + e.ord - 1, e.at, e.transfer_id, e.type, e.data
+		FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[])
+			WITH ORDINALITY AS e(at, transfer_id, type, data, ord)`,
+		r.TenantID, r.ExternalID, next-n, rec.ats, rec.legs, rec.types, rec.data); err != nil {
+		return fmt.Errorf("insert events: %w", err)
 	}
 	return nil
 }

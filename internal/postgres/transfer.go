@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchback/switchback"
 )
@@ -267,14 +268,26 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 	if err != nil {
 		return nil, fmt.Errorf("complete transfer: output context: %w", err)
 	}
-	t, err := scanTransfer(db.pool.QueryRow(ctx, `
+	return complete(ctx, db.pool, tenantID, id, o, now)
+}
+
+// querier is what the statements of one transfer need: the pool, or a
+// transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// complete moves a transfer ONGOING→COMPLETED with its encoded output.
+func complete(ctx context.Context, q querier, tenantID, id string, output any, now time.Time) (*switchback.Transfer, error) {
+	t, err := scanTransfer(q.QueryRow(ctx, `
 		UPDATE transfers SET status = 'COMPLETED', output_context = $3, completed_at = $4,
 			return_auth_password = ''
 		WHERE tenant_id = $1 AND id = $2 AND status = 'ONGOING'
 		RETURNING `+transferColumns,
-		tenantID, id, o, micros(now)))
+		tenantID, id, output, micros(now)))
 	if notFound(err) {
-		exists, err := db.transferExists(ctx, tenantID, id)
+		exists, err := transferExists(ctx, q, tenantID, id)
 		if err != nil {
 			return nil, fmt.Errorf("complete transfer: %w", err)
 		} else if !exists {
@@ -401,8 +414,12 @@ func (db *DB) release(ctx context.Context, tx pgx.Tx, t *switchback.Transfer, no
 }
 
 func (db *DB) transferExists(ctx context.Context, tenantID, id string) (bool, error) {
+	return transferExists(ctx, db.pool, tenantID, id)
+}
+
+func transferExists(ctx context.Context, q querier, tenantID, id string) (bool, error) {
 	var exists bool
-	err := db.pool.QueryRow(ctx,
+	err := q.QueryRow(ctx,
 		`SELECT EXISTS (SELECT 1 FROM transfers WHERE tenant_id = $1 AND id = $2)`, tenantID, id).Scan(&exists)
 	return exists, err
 }

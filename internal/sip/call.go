@@ -237,60 +237,73 @@ func taskOf(t *switchback.Transfer) string {
 }
 
 // endByCaller completes the transfer as the caller hanging up first: no
-// variables (the spec's CALLER_DISCONNECT).
+// variables (the spec's CALLER_DISCONNECT). The conversation's record goes
+// in the same write: its next call may come as soon as this one is
+// complete.
 func (c *call) endByCaller(cancel context.CancelFunc) {
 	cancel()
-	// The state goes first: the conversation's next call may come as soon
-	// as this one is complete.
 	c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
-	c.journal.flush()
-	c.complete(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect})
+	c.end(&switchback.CallEnd{Output: &switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect},
+		Record: c.journal.take()})
 	c.log.Info("call ended by the caller", "by", c.hangupBy)
 }
 
 // handBack stores the agent's outcome and then hands the call back as the
 // transfer asks: a client that fetches the transfer the moment the call
-// comes back finds it COMPLETED (DESIGN.md invariant 3). How the hand-back
-// went is recorded on the transfer afterwards.
+// comes back finds it COMPLETED (DESIGN.md invariant 3), and how the
+// hand-back went too, since that is recorded before Switchback's BYE.
+//
+// A BYE hand-back is one write: outcome, result and the conversation's
+// record together. A REFER or INVITE hand-back writes the outcome first,
+// and the result once the REFER or the return leg has answered.
 func (c *call) handBack(out *switchback.OutputContext) {
 	c.journal.record(switchback.EventOutcome, map[string]string{
 		"transferType": string(out.TransferType), "currentTaskName": out.CurrentTaskName})
-	c.journal.flush() // before the transfer completes: see endByCaller
-	if !c.complete(out) {
-		// Storing failed: the caller is still handed back, or the line
-		// would stay up with nobody on it.
+	method := c.returnMethod()
+	if method == switchback.ReturnBYE {
+		r := &switchback.ReturnResult{Method: switchback.ReturnBYE, At: time.Now()}
+		c.journal.record(switchback.EventHandBack, handBackData(r))
+		c.journal.record(switchback.EventCallEnded, map[string]string{"by": "switchback"})
+		if !c.end(&switchback.CallEnd{Output: out, Result: r, Record: c.journal.take()}) {
+			// Storing failed: the caller is still handed back, or the
+			// line would stay up with nobody on it.
+			c.log.Error("handing back without a stored output context")
+		}
+		c.bye()
+		c.log.Info("call handed back", "method", "BYE", "transfer_type", string(out.TransferType))
+		return
+	}
+
+	if !c.end(&switchback.CallEnd{Output: out, Record: c.journal.take()}) {
 		c.log.Error("handing back without a stored output context")
 	}
-	r, bye := switchback.ReturnResult{Method: switchback.ReturnBYE}, true
+	var r switchback.ReturnResult
+	var bye bool
 	var leg *returnLeg
-	switch c.returnMethod() {
-	case switchback.ReturnREFER:
+	if method == switchback.ReturnREFER {
 		r, bye = c.referBack()
-	case switchback.ReturnINVITE:
+	} else {
 		r, leg = c.inviteBack()
 		bye = leg == nil && !isClosed(c.hungup)
 	}
+	r.At = time.Now()
+	c.journal.record(switchback.EventHandBack, handBackData(&r))
+	if leg == nil && !bye {
+		c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
+	} else if leg == nil {
+		c.journal.record(switchback.EventCallEnded, map[string]string{"by": "switchback"})
+	}
 	// The result is recorded before the BYE, so a client that fetches the
 	// transfer when its call returns finds it too.
-	r.At = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.e.svc.SetReturnResult(ctx, c.t.TenantID, c.t.ID, &r); err != nil {
-		c.log.Warn("record the hand-back's result", "err", err)
-	}
+	c.end(&switchback.CallEnd{Result: &r, Record: c.journal.take()})
 	if bye {
 		c.bye()
 	}
-	c.journal.record(switchback.EventHandBack, handBackData(&r))
-	if leg != nil {
-		c.log.Info("call handed back", "method", string(r.Method), "transfer_type", string(out.TransferType), "sip_status", r.SIPStatus)
-		c.bridge(leg)
-		return
-	}
-	c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
-	c.journal.flush()
 	c.log.Info("call handed back", "method", string(r.Method), "transfer_type", string(out.TransferType),
 		"sip_status", r.SIPStatus, "notify_status", r.NotifyStatus, "fallback", r.Fallback, "reason", r.Reason)
+	if leg != nil {
+		c.bridge(leg)
+	}
 }
 
 // handBackData is a hand-back's result as a conversation event's data.
@@ -321,20 +334,22 @@ func (c *call) returnMethod() switchback.ReturnTransferType {
 	return switchback.ReturnBYE
 }
 
-// complete stores the outcome, retrying briefly if the store hiccups.
-func (c *call) complete(out *switchback.OutputContext) bool {
+// end writes what the call leaves in the store (see switchback.CallEnd),
+// retrying briefly if the store hiccups.
+func (c *call) end(e *switchback.CallEnd) bool {
+	e.TenantID, e.ID = c.t.TenantID, c.t.ID
 	for attempt := 0; attempt < 5; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.e.svc.Complete(ctx, c.t.TenantID, c.t.ID, out)
+		_, err := c.e.svc.EndCall(ctx, e)
 		cancel()
 		if err == nil {
 			return true
 		}
-		if code := switchback.ErrorCode(err); code == switchback.EGONE || code == switchback.ENOTFOUND {
-			c.log.Error("complete transfer", "err", err)
+		if code := switchback.ErrorCode(err); code == switchback.EGONE || code == switchback.ENOTFOUND || code == switchback.EINVALID {
+			c.log.Error("store the end of the call", "err", err)
 			return false
 		}
-		c.log.Warn("complete transfer; retrying", "err", err)
+		c.log.Warn("store the end of the call; retrying", "err", err)
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	return false

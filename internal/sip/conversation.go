@@ -43,17 +43,27 @@ func (j *journal) saveState(state json.RawMessage) {
 	j.mu.Unlock()
 }
 
-// flush writes the state and events gathered so far to the store.
-func (j *journal) flush() {
-	if j.c.t.ExternalConversationID == "" {
-		return
-	}
+// take hands over the state and events gathered since the last take, as
+// a record for the store: nil when the transfer names no conversation or
+// nothing changed.
+func (j *journal) take() *switchback.ConversationRecord {
 	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.c.t.ExternalConversationID == "" || j.state == nil && len(j.events) == 0 {
+		j.state, j.events = nil, nil
+		return nil
+	}
 	rec := &switchback.ConversationRecord{TenantID: j.c.t.TenantID, ExternalID: j.c.t.ExternalConversationID,
 		State: j.state, Events: j.events}
 	j.state, j.events = nil, nil
-	j.mu.Unlock()
-	if rec.State == nil && len(rec.Events) == 0 {
+	return rec
+}
+
+// flush writes what take hands over, for a call whose transfer is already
+// complete (a bridged call's last events).
+func (j *journal) flush() {
+	rec := j.take()
+	if rec == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

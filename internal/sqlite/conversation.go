@@ -63,25 +63,84 @@ func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switc
 		return fmt.Errorf("encode return result: %w", err)
 	}
 	err = db.inTx(ctx, func(tx *wtx) error {
-		t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET return_result = ?
-			WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
-			result, tenantID, id, switchback.StatusCompleted))
+		_, err := db.setReturnResult(ctx, tx, tenantID, id, result)
+		return err
+	})
+	return wrap("set return result", err)
+}
+
+// setReturnResult records an encoded result on a COMPLETED transfer. It
+// writes nothing when it fails.
+func (db *DB) setReturnResult(ctx context.Context, tx *wtx, tenantID, id string, result any) (*switchback.Transfer, error) {
+	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET return_result = ?
+		WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
+		result, tenantID, id, switchback.StatusCompleted))
+	if errors.Is(err, sql.ErrNoRows) {
+		var status string
+		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) {
-			var status string
-			err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
-			if errors.Is(err, sql.ErrNoRows) {
-				return notFound(id)
+			return nil, notFound(id)
+		} else if err != nil {
+			return nil, err
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not COMPLETED", id, status)
+	} else if err != nil {
+		return nil, err
+	}
+	tx.afterCommit(func() { db.cache.put(t) })
+	return t, nil
+}
+
+// EndCall implements switchback.Store. Everything is encoded and checked
+// before the transaction; in it, only the first statement can be refused,
+// and then nothing has been written.
+func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time) (*switchback.Transfer, error) {
+	var output sql.NullString
+	var err error
+	if e.Output != nil {
+		if output, err = jsonOrNull(e.Output, false); err != nil {
+			return nil, fmt.Errorf("encode output context: %w", err)
+		}
+	}
+	var result any
+	if e.Result != nil {
+		if result, err = encodeReturnResult(e.Result); err != nil {
+			return nil, fmt.Errorf("encode return result: %w", err)
+		}
+	}
+	var rec *encodedRecord
+	if e.Record != nil {
+		if rec, err = encodeRecord(e.Record); err != nil {
+			return nil, err
+		}
+	}
+	var t *switchback.Transfer
+	err = db.inTx(ctx, func(tx *wtx) error {
+		var err error
+		if e.Output != nil {
+			if t, err = db.complete(ctx, tx, e.TenantID, e.ID, output, now); err != nil {
+				return err
+			}
+		}
+		if e.Result != nil {
+			if t, err = db.setReturnResult(ctx, tx, e.TenantID, e.ID, result); err != nil {
+				return err
+			}
+		}
+		if t == nil {
+			if t, err = scanTransfer(tx.queryRow(ctx, `SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`,
+				e.TenantID, e.ID)); errors.Is(err, sql.ErrNoRows) {
+				return notFound(e.ID)
 			} else if err != nil {
 				return err
 			}
-			return switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not COMPLETED", id, status)
-		} else if err != nil {
-			return err
 		}
-		tx.afterCommit(func() { db.cache.put(t) })
+		if rec != nil {
+			return db.record(ctx, tx, rec, now)
+		}
 		return nil
 	})
-	return wrap("set return result", err)
+	return t, wrap("end call", err)
 }
 
 // Conversation implements switchback.Store. It reads in one transaction,
@@ -166,50 +225,68 @@ func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*s
 
 // RecordConversation implements switchback.Store.
 func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
-	if err := r.Validate(); err != nil {
+	rec, err := encodeRecord(r)
+	if err != nil {
 		return err
 	}
-	var state sql.NullString
-	if r.State != nil {
-		state = sql.NullString{String: string(r.State), Valid: true}
+	return wrap("record conversation", db.inTx(ctx, func(tx *wtx) error { return db.record(ctx, tx, rec, now) }))
+}
+
+// encodedRecord is a conversation record checked and encoded for the store.
+type encodedRecord struct {
+	r     *switchback.ConversationRecord
+	state sql.NullString
+	data  []sql.NullString // each event's data
+}
+
+func encodeRecord(r *switchback.ConversationRecord) (*encodedRecord, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
-	data := make([]sql.NullString, len(r.Events))
+	rec := &encodedRecord{r: r, data: make([]sql.NullString, len(r.Events))}
+	if r.State != nil {
+		rec.state = sql.NullString{String: string(r.State), Valid: true}
+	}
 	for i, e := range r.Events {
 		if e.Data == nil {
 			continue
 		}
 		b, err := json.Marshal(e.Data)
 		if err != nil {
-			return fmt.Errorf("encode event data: %w", err)
+			return nil, fmt.Errorf("encode event data: %w", err)
 		}
-		data[i] = sql.NullString{String: string(b), Valid: true}
+		rec.data[i] = sql.NullString{String: string(b), Valid: true}
 	}
+	return rec, nil
+}
+
+// record appends a record's events and keeps its state, creating the
+// conversation's record on first use.
+func (db *DB) record(ctx context.Context, tx *wtx, rec *encodedRecord, now time.Time) error {
+	r := rec.r
 	n := int64(len(r.Events))
-	err := db.inTx(ctx, func(tx *wtx) error {
-		var next int64
-		err := tx.queryRow(ctx, `INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, external_id) DO UPDATE SET
-				state = CASE WHEN excluded.state IS NULL THEN conversations.state ELSE excluded.state END,
-				updated_at = excluded.updated_at,
-				next_seq = conversations.next_seq + excluded.next_seq
-			RETURNING next_seq`,
-			r.TenantID, r.ExternalID, state, micros(now), micros(now), n).Scan(&next)
-		if err != nil {
+	var next int64
+	err := tx.queryRow(ctx, `INSERT INTO conversations (tenant_id, external_id, state, created_at, updated_at, next_seq)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, external_id) DO UPDATE SET
+			state = CASE WHEN excluded.state IS NULL THEN conversations.state ELSE excluded.state END,
+			updated_at = excluded.updated_at,
+			next_seq = conversations.next_seq + excluded.next_seq
+		RETURNING next_seq`,
+		r.TenantID, r.ExternalID, rec.state, micros(now), micros(now), n).Scan(&next)
+	if err != nil {
+		return err
+	}
+	for i, e := range r.Events {
+		at := e.At
+		if at.IsZero() {
+			at = now
+		}
+		if _, err := tx.exec(ctx, `INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.TenantID, r.ExternalID, next-n+int64(i), micros(at), e.TransferID, string(e.Type), rec.data[i]); err != nil {
 			return err
 		}
-		for i, e := range r.Events {
-			at := e.At
-			if at.IsZero() {
-				at = now
-			}
-			if _, err := tx.exec(ctx, `INSERT INTO conversation_events (tenant_id, external_id, seq, at, transfer_id, type, data)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				r.TenantID, r.ExternalID, next-n+int64(i), micros(at), e.TransferID, string(e.Type), data[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return wrap("record conversation", err)
+	}
+	return nil
 }

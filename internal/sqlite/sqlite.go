@@ -499,26 +499,33 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 	var t *switchback.Transfer
 	err = db.inTx(ctx, func(tx *wtx) error {
 		var err error
-		t, err = scanTransfer(tx.queryRow(ctx, `UPDATE transfers
-			SET status = ?, completed_at = ?, output_context = ?, return_auth_password = ''
-			WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
-			switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing))
-		if errors.Is(err, sql.ErrNoRows) {
-			var status string
-			err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
-			if errors.Is(err, sql.ErrNoRows) {
-				return notFound(id)
-			} else if err != nil {
-				return err
-			}
-			return switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not ONGOING", id, status)
-		} else if err != nil {
-			return err
-		}
-		tx.afterCommit(func() { db.cache.put(t) })
-		return nil
+		t, err = db.complete(ctx, tx, tenantID, id, output, now)
+		return err
 	})
 	return t, wrap("complete transfer", err)
+}
+
+// complete moves a transfer ONGOING→COMPLETED with its encoded output. It
+// writes nothing when it fails.
+func (db *DB) complete(ctx context.Context, tx *wtx, tenantID, id string, output any, now time.Time) (*switchback.Transfer, error) {
+	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers
+		SET status = ?, completed_at = ?, output_context = ?, return_auth_password = ''
+		WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
+		switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing))
+	if errors.Is(err, sql.ErrNoRows) {
+		var status string
+		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, notFound(id)
+		} else if err != nil {
+			return nil, err
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not ONGOING", id, status)
+	} else if err != nil {
+		return nil, err
+	}
+	tx.afterCommit(func() { db.cache.put(t) })
+	return t, nil
 }
 
 // ExpireTransfer implements switchback.Store.

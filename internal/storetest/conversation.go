@@ -411,3 +411,73 @@ func ConcurrentLegMatches(t *testing.T, stores []switchback.Store) {
 		mustComplete(t, stores[0], "acme", winners[0], now.Add(500*time.Millisecond))
 	}
 }
+
+// testEndCall: completion, result and conversation record in one
+// transaction, each optional, and nothing written when it is refused.
+func testEndCall(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	tr := sipTransfer("acme", "e-1", t0)
+	tr.ExternalConversationID = "conv-e"
+	mustCreate(t, s, tr)
+	out := &switchback.OutputContext{TransferType: switchback.TransferSystem, CurrentTaskName: "done"}
+	res := &switchback.ReturnResult{Method: switchback.ReturnBYE, At: t0.Add(3 * time.Second)}
+	rec := &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e", State: json.RawMessage(`{"step":2}`),
+		Events: []switchback.ConversationEvent{{At: t0.Add(2 * time.Second), TransferID: "e-1", Type: switchback.EventOutcome},
+			{At: t0.Add(3 * time.Second), TransferID: "e-1", Type: switchback.EventHandBack, Data: map[string]string{"method": "BYE"}}}}
+
+	// Refused while ACTIVE: nothing is written, the record included.
+	_, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, t0.Add(time.Second))
+	wantCode(t, err, switchback.EGONE)
+	if _, err := s.Conversation(ctx, "acme", "conv-e"); err != nil {
+		t.Fatal(err)
+	} else if c, _ := s.Conversation(ctx, "acme", "conv-e"); len(c.Events) != 0 || c.State != nil {
+		t.Fatalf("a refused EndCall recorded %+v", c)
+	}
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "nope", Output: out}, t0.Add(time.Second))
+	wantCode(t, err, switchback.ENOTFOUND)
+	bad := *rec
+	bad.State = json.RawMessage(`{`)
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &bad}, t0.Add(time.Second))
+	wantCode(t, err, switchback.EINVALID)
+
+	mustMatch(t, s, "acme", "e-1", t0.Add(time.Second))
+	got, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, t0.Add(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != switchback.StatusCompleted || got.OutputContext == nil || got.OutputContext.CurrentTaskName != "done" ||
+		got.ReturnResult == nil || *got.ReturnResult != *res || !sameTime(got.CompletedAt, t0.Add(3*time.Second)) {
+		t.Fatalf("EndCall returned %+v", got)
+	}
+	if stored, _ := s.Transfer(ctx, "acme", "e-1"); stored.ReturnResult == nil || stored.Status != switchback.StatusCompleted {
+		t.Fatalf("stored %+v", stored)
+	}
+	c, err := s.Conversation(ctx, "acme", "conv-e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.State) != `{"step":2}` || len(c.Events) != 2 || c.Events[1].Type != switchback.EventHandBack || c.Events[1].Data["method"] != "BYE" {
+		t.Fatalf("conversation after EndCall: %+v", c)
+	}
+
+	// A second EndCall without an output adds a result and events to the
+	// completed transfer; with an output it is refused.
+	later := &switchback.ReturnResult{Method: switchback.ReturnINVITE, SIPStatus: 200, At: t0.Add(5 * time.Second)}
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out}, t0.Add(5*time.Second))
+	wantCode(t, err, switchback.EGONE)
+	got, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Result: later,
+		Record: &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e",
+			Events: []switchback.ConversationEvent{{TransferID: "e-1", Type: switchback.EventCallEnded}}}}, t0.Add(5*time.Second))
+	if err != nil || got.ReturnResult == nil || *got.ReturnResult != *later {
+		t.Fatalf("second EndCall: %+v, %v", got, err)
+	}
+	if c, _ := s.Conversation(ctx, "acme", "conv-e"); len(c.Events) != 3 || string(c.State) != `{"step":2}` {
+		t.Fatalf("conversation after the second EndCall: %+v", c)
+	}
+	// Only a record: the transfer is returned as it is.
+	got, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e"}}, t0.Add(6*time.Second))
+	if err != nil || got.ID != "e-1" || got.Status != switchback.StatusCompleted {
+		t.Fatalf("record-only EndCall: %+v, %v", got, err)
+	}
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaimsHaveOneWinner", testConcurrentClaims},
 		{"PurgeKeepsLiveNonces", testPurgeKeepsLiveNonces},
 		{"ReturnResult", testReturnResult},
+		{"EndCall", testEndCall},
 		{"ConversationLegs", testConversationLegs},
 		{"ConversationRecords", testConversationRecords},
 		{"MatchRefusesSecondLiveLeg", testMatchRefusesSecondLiveLeg},

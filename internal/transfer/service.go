@@ -233,6 +233,22 @@ func (s *Service) SetReturnResult(ctx context.Context, tenantID, id string, r *s
 	return s.store.SetReturnResult(ctx, tenantID, id, r)
 }
 
+// EndCall writes what a call leaves as it ends, in one transaction (see
+// switchback.CallEnd); a result without a time is stamped with now.
+func (s *Service) EndCall(ctx context.Context, e *switchback.CallEnd) (*switchback.Transfer, error) {
+	if e.Result != nil && e.Result.At.IsZero() {
+		stamped, end := *e.Result, *e
+		stamped.At = s.now()
+		end.Result = &stamped
+		e = &end
+	}
+	t, err := s.store.EndCall(ctx, e, s.now())
+	if err == nil && e.Output != nil {
+		s.moved(t)
+	}
+	return t, err
+}
+
 // Conversation returns a tenant's conversation with each leg as Get shows
 // it: an ACTIVE leg past its expiry reads EXPIRED.
 func (s *Service) Conversation(ctx context.Context, tenantID, externalID string) (*switchback.Conversation, error) {
