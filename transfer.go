@@ -209,6 +209,11 @@ func ValidReturnURI(uri string) (reason string, ok bool) {
 			return "contains a space, quote, angle bracket or control character", false
 		}
 	}
+	// Escaped, a line break would still end up in the headers of an INVITE
+	// hand-back, whose URI headers are unescaped (RFC 3261 §19.1.5).
+	if l := strings.ToLower(uri); strings.Contains(l, "%0d") || strings.Contains(l, "%0a") || strings.Contains(l, "%00") {
+		return "contains an escaped CR, LF or NUL", false
+	}
 	host := rest
 	if at := strings.LastIndexByte(host, '@'); at >= 0 {
 		host = host[at+1:]

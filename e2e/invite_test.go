@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -544,5 +545,53 @@ func TestINVITEReturnPasswordErased(t *testing.T) {
 		if strings.Contains(string(b), password) {
 			t.Fatalf("the return password shows in output %d: %s", i, b)
 		}
+	}
+}
+
+// TestShutdownWhileBridged: SIGTERM while an INVITE hand-back is bridged
+// hangs up both legs and exits cleanly.
+func TestShutdownWhileBridged(t *testing.T) {
+	requireSIPp(t)
+	g := startGateway(t)
+	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
+		"RURI":      `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
+		"AUTH_USER": "ret-user", "AUTH_PASS": "ret-pass",
+	})
+	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d;x-line=7?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
+	g.create(t, "acme", `{"id":"inv-down","externalConversationId":"conv-down","type":"SIP","inputContext":{"taskName":"instant"},
+		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"ret-user","password":"ret-pass"}}}`)
+	caller := make(chan string, 1)
+	go func() {
+		ok, out := g.sipp(t, "invite_return_caller_wait.xml", pcmaCaller, "X-ASAPP-CallTransferId: inv-down", "acme")
+		if !ok {
+			caller <- out
+		}
+		close(caller)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(g.stderr.String(), "return leg answered; bridging") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the call was never bridged:\n%s", g.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(1800 * time.Millisecond) // the return leg's scenario is waiting for its BYE by then
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the gateway did not stop:\n%s", g.stderr)
+	}
+	if code := g.cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(g.stderr.String(), "panic") {
+		t.Fatalf("the gateway exited %d:\n%s", code, g.stderr)
+	}
+	if out, bad := <-caller; bad {
+		t.Fatalf("caller: %s", out)
+	}
+	if ok, out := wait(); !ok {
+		t.Fatalf("return leg: %s", out)
+	}
+	if f := bridgedCallEnded(t, g); f["by"] != "shutdown" {
+		t.Fatalf("bridged call ended: %v", f)
 	}
 }

@@ -159,6 +159,7 @@ func TestErrors(t *testing.T) {
 		{"return URI not sip", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnURI":"http://a/b"}}`, nil, 400, "400-02", "sip.returnURI: must be a sip: or sips: URI"},
 		{"returnUri not sip", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnUri":"tel:+1555"}}`, nil, 400, "400-02", "sip.returnUri: must be a sip:"},
 		{"return URI too long", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnURI":"` + long + `"}}`, nil, 400, "400-02", "sip.returnURI: longer than 1024"},
+		{"return URI with an escaped line break", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnURI":"sip:a@b?X-A=1%0d%0aVia:%20x"}}`, nil, 400, "400-02", "sip.returnURI: contains an escaped CR, LF or NUL"},
 		{"return URI with space", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnURI":"sip:a b@c"}}`, nil, 400, "400-02", "sip.returnURI"},
 		{"return URI spellings differ", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnURI":"sip:a@b","returnUri":"sip:c@d"}}`, nil, 400, "400-02", "differ"},
 		{"return URI missing for REFER", "POST", transfersPath, `{"id":"x","externalConversationId":"c","type":"SIP","sip":{"returnTransferType":"REFER"}}`, nil, 400, "400-02", "sip.returnURI: is required when sip.returnTransferType is REFER"},

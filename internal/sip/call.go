@@ -49,6 +49,7 @@ type call struct {
 	stopOnce     sync.Once
 
 	returnLeg atomic.Pointer[returnLeg] // set while bridged to an INVITE hand-back's leg
+	infoMu    sync.Mutex                // orders the INFOs passed on to the caller
 
 	conv    *switchback.Conversation // what the call continues; nil on a first call
 	journal journal                  // what it adds to its conversation
@@ -133,13 +134,28 @@ func (c *call) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	result := make(chan *switchback.OutputContext, 1)
+	agentDone := make(chan struct{})
 	go func() {
+		defer close(agentDone)
 		out, err := agent.Run(ctx, &agentCall{c})
 		if err != nil || out == nil {
+			if !isClosed(c.hungup) {
+				c.log.Error("the agent failed; handing the call back", "err", err)
+			}
 			out = nil
 		}
 		result <- out
 	}()
+	// endByCaller stops the agent, and waits a moment for it so the state
+	// it saves as it stops goes in the transfer's last write.
+	endByCaller := func() {
+		cancel()
+		select {
+		case <-agentDone:
+		case <-time.After(200 * time.Millisecond):
+		}
+		c.endByCaller()
+	}
 
 	var expiry <-chan time.Time
 	var expiryTimer *time.Timer
@@ -156,27 +172,31 @@ func (c *call) run() {
 	for {
 		select {
 		case out := <-result:
-			if out == nil {
-				// The agent gave up without an outcome (it saw the caller go).
-				<-c.hungup
-				c.endByCaller(cancel)
+			if out == nil && isClosed(c.hungup) {
+				// The agent stopped because the caller went.
+				c.endByCaller()
 				return
+			}
+			if out == nil {
+				// The agent failed with the caller still on the line: the
+				// call goes back rather than sit in silence.
+				out = &switchback.OutputContext{TransferType: switchback.TransferSystem, CurrentTaskName: taskOf(c.t)}
 			}
 			c.handBack(out)
 			return
 		case <-c.hungup:
-			c.endByCaller(cancel)
+			endByCaller()
 			return
 		case <-c.media.Inactive():
 			c.log.Info("no RTP from the caller; ending the call", "timeout", c.e.cfg.RTPTimeout.Duration().String())
 			c.hangup("rtp-timeout")
-			c.endByCaller(cancel)
+			endByCaller()
 			c.bye()
 			return
 		case <-expiry:
 			c.log.Info("session timer expired without a refresh; ending the call")
 			c.hangup("session-timer")
-			c.endByCaller(cancel)
+			endByCaller()
 			c.bye()
 			return
 		case <-c.refreshed:
@@ -187,14 +207,14 @@ func (c *call) run() {
 			if err := c.sendRefresh(); err != nil {
 				c.log.Info("session refresh failed; ending the call", "err", err)
 				c.hangup("session-timer")
-				c.endByCaller(cancel)
+				endByCaller()
 				c.bye()
 				return
 			}
 		case <-c.stopping:
 			c.log.Warn("shutting down: ending the call as a caller disconnect")
 			c.hangup("shutdown")
-			c.endByCaller(cancel)
+			endByCaller()
 			c.bye()
 			return
 		}
@@ -240,8 +260,7 @@ func taskOf(t *switchback.Transfer) string {
 // variables (the spec's CALLER_DISCONNECT). The conversation's record goes
 // in the same write: its next call may come as soon as this one is
 // complete.
-func (c *call) endByCaller(cancel context.CancelFunc) {
-	cancel()
+func (c *call) endByCaller() {
 	c.journal.record(switchback.EventCallEnded, map[string]string{"by": c.hangupBy})
 	c.end(&switchback.CallEnd{Output: &switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect},
 		Record: c.journal.take()})
@@ -274,8 +293,9 @@ func (c *call) handBack(out *switchback.OutputContext) {
 		return
 	}
 
-	if !c.end(&switchback.CallEnd{Output: out, Record: c.journal.take()}) {
-		c.log.Error("handing back without a stored output context")
+	completed := c.end(&switchback.CallEnd{Output: out, Record: c.journal.take()})
+	if !completed {
+		c.log.Error("handing back without a stored output context; trying again with the result")
 	}
 	var r switchback.ReturnResult
 	var bye bool
@@ -295,7 +315,11 @@ func (c *call) handBack(out *switchback.OutputContext) {
 	}
 	// The result is recorded before the BYE, so a client that fetches the
 	// transfer when its call returns finds it too.
-	c.end(&switchback.CallEnd{Result: &r, Record: c.journal.take()})
+	last := &switchback.CallEnd{Result: &r, Record: c.journal.take()}
+	if !completed {
+		last.Output = out
+	}
+	c.end(last)
 	if bye {
 		c.bye()
 	}

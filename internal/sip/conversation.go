@@ -19,6 +19,9 @@ type journal struct {
 	mu     sync.Mutex
 	state  json.RawMessage // nil: unchanged since the last flush
 	events []switchback.ConversationEvent
+	// keepState is set when the conversation could not be read: the agent
+	// started afresh, and its state must not replace the one stored.
+	keepState bool
 }
 
 // maxJournal bounds the events a call keeps between flushes: a caller
@@ -39,7 +42,9 @@ func (j *journal) saveState(state json.RawMessage) {
 		return
 	}
 	j.mu.Lock()
-	j.state = append(json.RawMessage(nil), state...)
+	if !j.keepState {
+		j.state = append(json.RawMessage(nil), state...)
+	}
 	j.mu.Unlock()
 }
 
@@ -81,9 +86,24 @@ func (c *call) loadConversation() *switchback.Conversation {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conv, err := c.e.svc.Conversation(ctx, c.t.TenantID, c.t.ExternalConversationID)
-	if err != nil {
-		c.log.Warn("read the conversation; the agent starts afresh", "err", err)
+	var conv *switchback.Conversation
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if conv, err = c.e.svc.Conversation(ctx, c.t.TenantID, c.t.ExternalConversationID); err == nil ||
+			switchback.ErrorCode(err) == switchback.ENOTFOUND {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if switchback.ErrorCode(err) == switchback.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		// The agent starts afresh, and what it saves must not overwrite
+		// the state the conversation's next call should resume from.
+		c.log.Warn("read the conversation; the agent starts afresh and its state is not kept", "err", err)
+		c.journal.mu.Lock()
+		c.journal.keepState = true
+		c.journal.mu.Unlock()
 		return nil
 	}
 	if len(conv.State) == 0 && len(conv.Events) == 0 {

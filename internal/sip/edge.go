@@ -214,7 +214,9 @@ func (e *Edge) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	e.calls.Range(func(_, v any) bool {
-		v.(*call).shutdown()
+		if c, ok := v.(*call); ok { // return legs end with their calls
+			c.shutdown()
+		}
 		return true
 	})
 	done := make(chan struct{})

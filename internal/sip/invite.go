@@ -35,6 +35,7 @@ type returnLeg struct {
 	hungup chan struct{} // closed when the return leg is gone
 	once   sync.Once
 	by     string
+	infoMu sync.Mutex // orders the INFOs sent to it
 }
 
 func (l *returnLeg) hangup(by string) {
@@ -49,8 +50,27 @@ func (l *returnLeg) hangup(by string) {
 // leaves which to honour to the UA).
 var noURIHeaders = map[string]bool{
 	"call-id": true, "cseq": true, "via": true, "from": true, "to": true, "contact": true,
-	"content-length": true, "content-type": true, "max-forwards": true, "record-route": true,
-	"route": true, "body": true, "authorization": true, "proxy-authorization": true,
+	"content-length": true, "content-type": true, "content-encoding": true, "max-forwards": true,
+	"record-route": true, "route": true, "body": true, "authorization": true, "proxy-authorization": true,
+	// and their compact forms (RFC 3261 §7.3.3)
+	"i": true, "v": true, "f": true, "t": true, "m": true, "l": true, "c": true, "e": true,
+}
+
+// isToken reports whether s is an RFC 3261 token, as a header name must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // splitReturnURI separates a returnURI's headers (after '?') from the
@@ -68,7 +88,7 @@ func splitReturnURI(uri string) (requestURI string, headers []sip.Header, err er
 		name, value, _ := strings.Cut(part, "=")
 		name, err1 := url.PathUnescape(name)
 		value, err2 := url.PathUnescape(value)
-		if err := errors.Join(err1, err2); err != nil || name == "" {
+		if err := errors.Join(err1, err2); err != nil || !isToken(name) || strings.ContainsAny(value, "\r\n\x00") {
 			return "", nil, fmt.Errorf("URI header %q is not valid", part)
 		}
 		if noURIHeaders[strings.ToLower(name)] {
@@ -119,6 +139,10 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 		c.log.Warn("INVITE hand-back failed; ending the call by BYE", "reason", reason)
 		return r, nil
 	}
+	if isClosed(c.hungup) {
+		r.Reason = "the caller hung up before the return INVITE"
+		return r, nil
+	}
 	requestURI, headers, err := splitReturnURI(c.t.SIP.ReturnURI)
 	if err != nil {
 		return fail(err.Error())
@@ -164,6 +188,8 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 		select {
 		case <-c.hungup: // the caller left while the return leg rang
 			cancel()
+		case <-c.stopping: // Switchback shuts down: CANCEL, fall back to BYE
+			cancel()
 		case <-ctx.Done():
 		}
 	}()
@@ -176,6 +202,18 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	err = dialog.WaitAnswer(ctx, sipgo.AnswerOptions{Username: user, Password: pass})
 	if err != nil {
 		sess.Close()
+		// A 200 that crossed our CANCEL leaves the return leg answered:
+		// it is ACKed and hung up, not left in dead air.
+		if res := dialog.InviteResponse; res != nil && res.IsSuccess() {
+			if id, err := sip.DialogIDFromResponse(res); err == nil {
+				dialog.ID = id
+			}
+			ackCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := dialog.Ack(ackCtx); err == nil {
+				dialog.Bye(ackCtx)
+			}
+			done()
+		}
 		dialog.Close()
 		var dr *sipgo.ErrDialogResponse
 		switch {
@@ -185,6 +223,8 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 		case isClosed(c.hungup):
 			r.Reason = "the caller hung up before the return leg answered"
 			return r, nil
+		case isClosed(c.stopping):
+			return fail("Switchback shut down while the return leg rang")
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return fail("the return leg did not answer within " + c.e.cfg.ReturnTimeout.Duration().String())
 		default:
@@ -225,6 +265,9 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	leg.br, err = media.NewBridge(bctx, c.media, sess)
 	bcancel()
+	if err == nil {
+		c.returnLeg.Store(leg) // the caller's INFO digits go to it from now on
+	}
 	ack()
 	if err != nil {
 		c.e.calls.Delete(leg.key)
@@ -288,7 +331,6 @@ func (c *call) bridge(leg *returnLeg) {
 		leg.media.Close()
 	}()
 	br := leg.br
-	c.returnLeg.Store(leg)
 	defer c.returnLeg.Store(nil)
 	c.journal.record(switchback.EventBridged, map[string]string{
 		"callerCodec": c.currentParams().Codec.String(), "returnCodec": leg.params().Codec.String()})
@@ -305,25 +347,52 @@ func (c *call) bridge(leg *returnLeg) {
 		}
 	}()
 
+	// The caller's session timer runs on while bridged (RFC 4028): we
+	// refresh when the caller made us the refresher, else we expect its
+	// refreshes.
+	var refresh, expiry <-chan time.Time
+	var expiryTimer *time.Timer
+	if c.timer.interval > 0 && c.timer.weRefresh {
+		t := time.NewTicker(c.timer.interval / 2)
+		defer t.Stop()
+		refresh = t.C
+	} else if c.timer.interval > 0 {
+		expiryTimer = time.NewTimer(refreshDeadline(c.timer.interval))
+		defer expiryTimer.Stop()
+		expiry = expiryTimer.C
+	}
 	by := ""
-	select {
-	case <-c.hungup:
-		by = "caller"
+	for by == "" {
+		select {
+		case <-c.hungup:
+			by = "caller"
+			leg.bye()
+		case <-leg.hungup:
+			by = "return"
+			c.bye()
+		case <-c.media.Inactive():
+			by = "rtp-timeout"
+		case <-leg.media.Inactive():
+			by = "rtp-timeout"
+		case <-c.stopping:
+			by = "shutdown"
+		case <-c.refreshed:
+			if expiryTimer != nil {
+				expiryTimer.Reset(refreshDeadline(c.timer.interval))
+			}
+		case <-refresh:
+			if err := c.sendRefresh(); err != nil {
+				c.log.Info("session refresh failed; ending the bridged call", "err", err)
+				by = "session-timer"
+			}
+		case <-expiry:
+			c.log.Info("session timer expired without a refresh; ending the bridged call")
+			by = "session-timer"
+		}
+	}
+	if by != "caller" && by != "return" {
 		leg.bye()
-	case <-leg.hungup:
-		by = "return"
-		c.bye()
-	case <-c.media.Inactive():
-		by = "rtp-timeout"
-		leg.bye()
-		c.bye()
-	case <-leg.media.Inactive():
-		by = "rtp-timeout"
-		leg.bye()
-		c.bye()
-	case <-c.stopping:
-		by = "shutdown"
-		leg.bye()
+		c.hangup(by)
 		c.bye()
 	}
 	br.Stop()
@@ -395,7 +464,7 @@ func (l *returnLeg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		respond(tx, req, 200, "OK")
 		l.c.journal.record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "return"})
-		sendInfoDigit(l.c.dialog, l.c.dialog.InviteRequest.Contact(), d, l.c.log)
+		sendInfoDigit(l.c.dialog, &l.c.infoMu, l.c.dialog.InviteRequest.Contact(), d, l.c.log)
 	case sip.ACK:
 		// The ACK of our answer to its re-INVITE: nothing to do.
 	default:
@@ -463,7 +532,7 @@ func (c *call) recordHold(leg string, prev, next media.Direction) {
 // sendInfoDigit passes a digit the caller sent by INFO on to the return
 // leg the same way.
 func (l *returnLeg) sendInfoDigit(d rune) {
-	sendInfoDigit(l.dialog, l.dialog.InviteResponse.Contact(), d, l.c.log)
+	sendInfoDigit(l.dialog, &l.infoMu, l.dialog.InviteResponse.Contact(), d, l.c.log)
 }
 
 // inDialog is the part of a sipgo dialog session an INFO goes out on.
@@ -472,15 +541,19 @@ type inDialog interface {
 }
 
 // sendInfoDigit sends a DTMF digit by INFO (application/dtmf-relay) within
-// a dialog, to its peer's Contact, without waiting for the answer.
-func sendInfoDigit(d inDialog, contact *sip.ContactHeader, digit rune, log loggerLike) {
+// a dialog, to its peer's Contact, without waiting for the answer. mu is
+// the dialog's: its earlier INFOs go first, so two digits in quick
+// succession keep their order and their CSeqs.
+func sendInfoDigit(d inDialog, mu *sync.Mutex, contact *sip.ContactHeader, digit rune, log loggerLike) {
 	if contact == nil {
 		return
 	}
 	req := sip.NewRequest(sip.INFO, contact.Address)
 	req.SetBody([]byte("Signal=" + string(digit) + "\r\nDuration=160\r\n"))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
+	mu.Lock() // taken here, so the digits queue in the order they came
 	go func() {
+		defer mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := d.Do(ctx, req); err != nil {

@@ -40,7 +40,13 @@ func TestReturnURIBecomesRequestURIAndHeaders(t *testing.T) {
 			t.Errorf("%s: written as %q, %v", ruri, u.String(), err)
 		}
 	}
-	if _, _, err := splitReturnURI("sip:d@h?X-Bad=%zz"); err == nil {
-		t.Error("a badly escaped URI header was taken")
+	for _, bad := range []string{"sip:d@h?X-Bad=%zz", "sip:d@h?X-A=1%0D%0AVia:%20x", "sip:d@h?X%20Y=1", "sip:d@h?X-A=%00"} {
+		if _, _, err := splitReturnURI(bad); err == nil {
+			t.Errorf("%s: a URI header that is not a header was taken", bad)
+		}
+	}
+	// Compact forms of the dialog's headers are not taken either.
+	if _, hs, err := splitReturnURI("sip:d@h?l=0&f=x&i=y&X-Ok=1"); err != nil || len(hs) != 1 || hs[0].Name() != "X-Ok" {
+		t.Errorf("compact forms: %v %v", hs, err)
 	}
 }

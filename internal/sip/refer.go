@@ -32,6 +32,10 @@ func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
 		c.log.Warn("REFER hand-back failed; ending the call by BYE", "reason", reason)
 		return r, true
 	}
+	if isClosed(c.hungup) {
+		r.Reason = "the caller hung up before the REFER"
+		return r, false
+	}
 	contact := c.dialog.InviteRequest.Contact()
 	if contact == nil {
 		return fallback("the caller gave no Contact to send the REFER to")
@@ -54,6 +58,10 @@ func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
 		return fallback("no answer to the REFER")
 	}
 	r.SIPStatus = res.StatusCode
+	if !res.IsSuccess() && isClosed(c.hungup) {
+		r.Reason = "the caller hung up before answering the REFER"
+		return r, false
+	}
 	if !res.IsSuccess() {
 		return fallback("REFER refused with " + strconv.Itoa(res.StatusCode))
 	}
@@ -104,6 +112,8 @@ func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
 			return r, false
 		case <-timer.C:
 			return fallback("no final NOTIFY within " + timeout.String())
+		case <-c.stopping:
+			return fallback("Switchback is shutting down")
 		}
 	}
 }
