@@ -85,6 +85,13 @@ type Store interface {
 	// by several nodes let concurrent sweeps skip each other's rows.
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]TransferKey, error)
 
+	// AbandonCalls completes, as CALLER_DISCONNECT at now, up to limit
+	// ONGOING transfers whose call arrived at or before receivedBefore: calls
+	// whose node died with them (a live call ends long before), which would
+	// otherwise stay ONGOING and keep their conversation locked. It returns
+	// those it moved; concurrent sweeps skip each other's rows.
+	AbandonCalls(ctx context.Context, receivedBefore, now time.Time, limit int) ([]TransferKey, error)
+
 	// PendingExpiries returns up to limit ACTIVE transfers, soonest expiry
 	// first, so a starting node can arm its timers.
 	PendingExpiries(ctx context.Context, limit int) ([]TransferKey, error)

@@ -80,7 +80,7 @@ func runServe(args []string) error {
 			return transfer.Policy{PhoneNumberTTL: t.PhoneNumberTTL.Duration(), SIPTTL: t.SIPTTL.Duration(),
 				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType)}, ok
 		},
-		SweepInterval: cfg.Expiry.SweepInterval.Duration(),
+		SweepInterval: cfg.Expiry.SweepInterval.Duration(), MaxCallDuration: cfg.Expiry.MaxCallDuration.Duration(),
 	})
 	api := httpapi.NewServer(httpapi.Deps{
 		Store: store, Transfers: svc, Log: log,

@@ -128,7 +128,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 			return transfer.Policy{PhoneNumberTTL: t.PhoneNumberTTL.Duration(), SIPTTL: t.SIPTTL.Duration(),
 				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType)}, ok
 		},
-		SweepInterval: cfg.Expiry.SweepInterval.Duration(),
+		SweepInterval: cfg.Expiry.SweepInterval.Duration(), MaxCallDuration: cfg.Expiry.MaxCallDuration.Duration(),
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

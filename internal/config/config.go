@@ -54,6 +54,10 @@ type NumberBlock struct {
 // Expiry configures the sweep that expires ACTIVE transfers past their expiry.
 type Expiry struct {
 	SweepInterval Duration `yaml:"sweepInterval"` // default DefaultSweepInterval
+	// MaxCallDuration is how long after its call arrived an ONGOING transfer
+	// is taken for abandoned by a node that died with the call, and
+	// completed as CALLER_DISCONNECT; default DefaultMaxCallDuration.
+	MaxCallDuration Duration `yaml:"maxCallDuration"`
 }
 
 // SIP configures the SIP edge: where calls arrive, how their senders are
@@ -212,6 +216,7 @@ const (
 	DefaultSQLiteDSN          = "switchback.db" // a file in the working directory
 	DefaultQuarantine         = 10 * time.Second
 	DefaultSweepInterval      = time.Second
+	DefaultMaxCallDuration    = 4 * time.Hour
 	DefaultTenantID           = "demo"
 	DefaultTenantName         = "Demo tenant"
 	DefaultPhoneNumberTTL     = 60 * time.Second
@@ -281,7 +286,7 @@ func Default() Config {
 				{Country: "GB", Numbers: []string{demoGBNumbers}},
 			},
 		},
-		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval)},
+		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
 		SIP: SIP{
 			Listen:            DefaultSIPListen,
 			Realm:             DefaultSIPRealm,

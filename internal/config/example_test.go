@@ -22,7 +22,7 @@ func TestExample(t *testing.T) {
 				{Country: "GB", Tenant: "globex", Numbers: []string{"+442079460000-0099", "+442079460500"}},
 			},
 		},
-		Expiry: Expiry{SweepInterval: Duration(time.Second)},
+		Expiry: Expiry{SweepInterval: Duration(time.Second), MaxCallDuration: Duration(4 * time.Hour)},
 		SIP: SIP{
 			Listen:            "127.0.0.1:5060",
 			Realm:             "switchback",

@@ -35,6 +35,9 @@ func (c Config) Validate() error {
 	if c.Expiry.SweepInterval <= 0 {
 		p.add("expiry.sweepInterval", "must be positive")
 	}
+	if d := c.Expiry.MaxCallDuration.Duration(); d < 0 || d > 0 && d < time.Minute {
+		p.add("expiry.maxCallDuration", "must be 0 (never) or at least 1m, got %v", d)
+	}
 	c.validateSIP(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -93,6 +93,11 @@ func TestValidate(t *testing.T) {
 			want:   []string{`expiry.sweepInterval: must be positive`},
 		},
 		{
+			name:   "max call duration too short",
+			mutate: func(c *Config) { c.Expiry.MaxCallDuration = Duration(time.Second) },
+			want:   []string{`expiry.maxCallDuration: must be 0 (never) or at least 1m, got 1s`},
+		},
+		{
 			name:   "no tenants",
 			mutate: func(c *Config) { c.Tenants = nil },
 			want:   []string{`tenants: at least one tenant is required`},
@@ -338,7 +343,7 @@ func TestDefault(t *testing.T) {
 	}
 	if c.API.Listen != "127.0.0.1:8080" || c.API.MaxBodyBytes != 65536 || c.API.MaxWait.Duration() != time.Minute ||
 		c.Store != (Store{Driver: "sqlite", DSN: "switchback.db"}) ||
-		c.Pool.Quarantine.Duration() != 10*time.Second || c.Expiry.SweepInterval.Duration() != time.Second ||
+		c.Pool.Quarantine.Duration() != 10*time.Second || c.Expiry.SweepInterval.Duration() != time.Second || c.Expiry.MaxCallDuration.Duration() != 4*time.Hour ||
 		c.Log != (Log{Level: "info", Format: "json"}) {
 		t.Errorf("Default() = %+v", c)
 	}

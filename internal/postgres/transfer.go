@@ -324,6 +324,37 @@ func (db *DB) ExpireTransfer(ctx context.Context, tenantID, id string, now time.
 	return moved, nil
 }
 
+// AbandonCalls completes, as CALLER_DISCONNECT, ONGOING transfers whose
+// call arrived at or before receivedBefore, skipping rows other sweeps or
+// calls hold.
+func (db *DB) AbandonCalls(ctx context.Context, receivedBefore, now time.Time, limit int) ([]switchback.TransferKey, error) {
+	out, err := encodeJSON(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.pool.Query(ctx, `
+		WITH stale AS (
+			SELECT tenant_id, id FROM transfers
+			WHERE status = 'ONGOING' AND call_received_at <= $1
+			ORDER BY call_received_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE transfers t SET status = 'COMPLETED', output_context = $3, completed_at = $4, return_auth_password = ''
+		FROM stale
+		WHERE t.tenant_id = stale.tenant_id AND t.id = stale.id AND t.status = 'ONGOING'
+		RETURNING t.tenant_id, t.id, t.expires_at`,
+		micros(receivedBefore), limitArg(limit), out, micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("abandon calls: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, scanTransferKey)
+	if err != nil {
+		return nil, fmt.Errorf("abandon calls: %w", err)
+	}
+	return keys, nil
+}
+
 // ExpireDue expires up to limit due transfers (no limit when limit is
 // negative) in one statement. Rows another node's sweep or a racing match
 // has locked are skipped: that node finishes them.

@@ -590,6 +590,49 @@ func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switch
 	return keys, nil
 }
 
+// AbandonCalls implements switchback.Store.
+func (db *DB) AbandonCalls(ctx context.Context, receivedBefore, now time.Time, limit int) ([]switchback.TransferKey, error) {
+	output, err := jsonOrNull(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect}, false)
+	if err != nil {
+		return nil, err
+	}
+	var keys []switchback.TransferKey
+	err = db.inTx(ctx, func(tx *wtx) error {
+		keys = keys[:0]
+		rows, err := tx.query(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+			WHERE status = 'ONGOING' AND call_received_at <= ? ORDER BY call_received_at LIMIT ?`, micros(receivedBefore), limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var k switchback.TransferKey
+			var exp int64
+			if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
+				rows.Close()
+				return err
+			}
+			k.ExpiresAt = fromMicros(exp)
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, err := db.complete(ctx, tx, k.TenantID, k.ID, output, now); err != nil {
+				// Not ONGOING any more can only be a domain error before any
+				// write: the rows were read in this transaction.
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("abandon calls", err)
+	}
+	return keys, nil
+}
+
 // PendingExpiries implements switchback.Store.
 func (db *DB) PendingExpiries(ctx context.Context, limit int) ([]switchback.TransferKey, error) {
 	rows, err := db.readRows(ctx, `SELECT tenant_id, id, expires_at FROM transfers

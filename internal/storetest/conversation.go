@@ -481,3 +481,51 @@ func testEndCall(t *testing.T, open Opener) {
 		t.Fatalf("record-only EndCall: %+v, %v", got, err)
 	}
 }
+
+// testAbandonCalls: ONGOING transfers whose call arrived long ago are
+// completed as CALLER_DISCONNECT, and their conversation takes a new leg.
+func testAbandonCalls(t *testing.T, open Opener) {
+	s := open(t, Quarantine)
+	ctx := context.Background()
+	for _, id := range []string{"old", "young", "done"} {
+		tr := sipTransfer("acme", id, t0)
+		tr.ExternalConversationID = "conv-" + id
+		tr.ExpiresAt = t0.Add(2 * time.Hour)
+		mustCreate(t, s, tr)
+	}
+	mustMatch(t, s, "acme", "old", t0.Add(time.Second))
+	mustMatch(t, s, "acme", "young", t0.Add(90*time.Minute))
+	mustMatch(t, s, "acme", "done", t0.Add(time.Second))
+	if _, err := s.CompleteTransfer(ctx, "acme", "done", &switchback.OutputContext{TransferType: switchback.TransferAgent}, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(5 * time.Hour)
+	keys, err := s.AbandonCalls(ctx, now.Add(-4*time.Hour), now, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].ID != "old" || keys[0].TenantID != "acme" {
+		t.Fatalf("abandoned %+v, want only old", keys)
+	}
+	got, _ := s.Transfer(ctx, "acme", "old")
+	if got.Status != switchback.StatusCompleted || got.OutputContext == nil || got.OutputContext.TransferType != switchback.TransferCallerDisconnect ||
+		!sameTime(got.CompletedAt, now) {
+		t.Fatalf("abandoned transfer: %+v", got)
+	}
+	for id, want := range map[string]switchback.Status{"young": switchback.StatusOngoing, "done": switchback.StatusCompleted} {
+		if got, _ := s.Transfer(ctx, "acme", id); got.Status != want {
+			t.Fatalf("%s is %s, want %s", id, got.Status, want)
+		}
+	}
+	if done, _ := s.Transfer(ctx, "acme", "done"); done.OutputContext.TransferType != switchback.TransferAgent {
+		t.Fatalf("a completed transfer was completed again: %+v", done.OutputContext)
+	}
+	// The abandoned call's conversation takes a new leg.
+	next := sipTransfer("acme", "old-2", now)
+	next.ExternalConversationID = "conv-old"
+	mustCreate(t, s, next)
+	mustMatch(t, s, "acme", "old-2", now.Add(time.Second))
+	if keys, err := s.AbandonCalls(ctx, now.Add(-4*time.Hour), now, 10); err != nil || len(keys) != 0 {
+		t.Fatalf("second sweep: %+v, %v", keys, err)
+	}
+}

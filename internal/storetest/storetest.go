@@ -61,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"PurgeKeepsLiveNonces", testPurgeKeepsLiveNonces},
 		{"ReturnResult", testReturnResult},
 		{"EndCall", testEndCall},
+		{"AbandonCalls", testAbandonCalls},
 		{"ConversationLegs", testConversationLegs},
 		{"ConversationRecords", testConversationRecords},
 		{"MatchRefusesSecondLiveLeg", testMatchRefusesSecondLiveLeg},

@@ -34,16 +34,21 @@ type Options struct {
 	// PollInterval is how often a waiter re-reads the store, to see moves
 	// made by other nodes.
 	PollInterval time.Duration
+	// MaxCallDuration is how long after its call arrived an ONGOING
+	// transfer is taken for abandoned (its node died with the call) and
+	// completed as CALLER_DISCONNECT by the sweep; 0 never.
+	MaxCallDuration time.Duration
 }
 
 // Service runs transfers' lifecycles. Start it with Run.
 type Service struct {
-	store  switchback.Store
-	now    switchback.Clock
-	log    *slog.Logger
-	policy func(string) (Policy, bool)
-	sweep  time.Duration
-	poll   time.Duration
+	store   switchback.Store
+	now     switchback.Clock
+	log     *slog.Logger
+	policy  func(string) (Policy, bool)
+	sweep   time.Duration
+	maxCall time.Duration
+	poll    time.Duration
 
 	timers *timers
 	hub    hub
@@ -65,7 +70,7 @@ func New(o Options) *Service {
 	}
 	return &Service{
 		store: o.Store, now: o.Clock, log: o.Log, policy: o.Policy,
-		sweep: o.SweepInterval, poll: o.PollInterval,
+		sweep: o.SweepInterval, poll: o.PollInterval, maxCall: o.MaxCallDuration,
 		timers: newTimers(),
 		hub:    hub{waiters: map[key][]chan struct{}{}},
 	}
@@ -331,6 +336,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) sweepOnce(ctx context.Context) {
+	s.sweepAbandoned(ctx)
 	for {
 		keys, err := s.store.ExpireDue(ctx, s.now(), 500)
 		if err != nil {
@@ -347,6 +353,26 @@ func (s *Service) sweepOnce(ctx context.Context) {
 		if len(keys) < 500 {
 			return
 		}
+	}
+}
+
+// sweepAbandoned completes the calls no node holds any more.
+func (s *Service) sweepAbandoned(ctx context.Context) {
+	if s.maxCall <= 0 {
+		return
+	}
+	now := s.now()
+	keys, err := s.store.AbandonCalls(ctx, now.Add(-s.maxCall), now, 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("sweep abandoned calls", "err", err)
+		}
+		return
+	}
+	for _, k := range keys {
+		s.log.Warn("call abandoned: completed as a caller disconnect", "tenant", k.TenantID, "transfer", k.ID,
+			"max_call_duration", s.maxCall.String())
+		s.hub.notify(key{k.TenantID, k.ID})
 	}
 }
 

@@ -178,3 +178,28 @@ func TestConversationsUseTheClock(t *testing.T) {
 		t.Fatalf("record at %v with events %+v, want the clock's time", c.UpdatedAt, c.Events)
 	}
 }
+
+func TestSweepCompletesAbandonedCalls(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var now time.Time = t0
+	s := newService(t, Policy{SIPTTL: time.Hour, DefaultReturn: switchback.ReturnBYE}, func() time.Time { return now })
+	s.maxCall = 4 * time.Hour
+	ctx := context.Background()
+	if _, err := s.Create(ctx, sipRequest("t", &switchback.SIP{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Match(ctx, "acme", "t"); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(3 * time.Hour)
+	s.sweepOnce(ctx)
+	if got, _ := s.Get(ctx, "acme", "t"); got.Status != switchback.StatusOngoing {
+		t.Fatalf("a 3-hour call was taken for abandoned: %s", got.Status)
+	}
+	now = t0.Add(4*time.Hour + time.Second)
+	s.sweepOnce(ctx)
+	got, _ := s.Get(ctx, "acme", "t")
+	if got.Status != switchback.StatusCompleted || got.OutputContext.TransferType != switchback.TransferCallerDisconnect {
+		t.Fatalf("after 4 hours: %s %+v", got.Status, got.OutputContext)
+	}
+}
