@@ -575,7 +575,7 @@ func TestShutdownWhileBridged(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(1800 * time.Millisecond) // the return leg's scenario is waiting for its BYE by then
+	time.Sleep(time.Second) // the return leg's scenario is waiting for its BYE by then
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-g.done:
