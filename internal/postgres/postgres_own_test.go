@@ -156,6 +156,23 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 		return clock
 	}
 
+	// A create that finds the pool exhausted waits for the next sweep to
+	// finish before going on. Otherwise a sweep that stalls (a slow new
+	// connection, a busy machine) lets the workers run through all their
+	// creates against numbers held by expired transfers that no sweep has
+	// released yet, and the race ends having leased almost nothing.
+	var (
+		sweepMu sync.Mutex
+		swept   = make(chan struct{}) // closed, and replaced, as each sweep ends
+		dead    = make(chan struct{}) // closed when a sweeper gives up
+		dying   sync.Once
+	)
+	nextSweep := func() <-chan struct{} {
+		sweepMu.Lock()
+		defer sweepMu.Unlock()
+		return swept
+	}
+
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -176,6 +193,10 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 					mu.Lock()
 					exhausted++
 					mu.Unlock()
+					select {
+					case <-nextSweep():
+					case <-dead:
+					}
 					continue
 				} else if err != nil {
 					t.Errorf("create: %v", err)
@@ -222,8 +243,13 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 				}
 				if _, err := db.ExpireDue(ctx, tick(), 3); err != nil {
 					t.Errorf("sweep: %v", err)
+					dying.Do(func() { close(dead) })
 					return
 				}
+				sweepMu.Lock()
+				close(swept)
+				swept = make(chan struct{})
+				sweepMu.Unlock()
 			}
 		}(db)
 	}
