@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -139,9 +138,13 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 	if _, err := nodes[0].AddNumbers(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
+	conn := connect(t, dsn)
+	recordLeases(t, ctx, conn)
 
 	// A logical clock that only moves forward, shared by both nodes as if
 	// their clocks were in sync, keeps expiry and quarantine deterministic.
+	// Each operation takes its time before it runs, so under load times are
+	// not monotonic in commit order: see checkHistory.
 	var (
 		clockMu sync.Mutex
 		clock   = t0
@@ -151,6 +154,23 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 		defer clockMu.Unlock()
 		clock = clock.Add(time.Millisecond)
 		return clock
+	}
+
+	// A create that finds the pool exhausted waits for the next sweep to
+	// finish before going on. Otherwise a sweep that stalls (a slow new
+	// connection, a busy machine) lets the workers run through all their
+	// creates against numbers held by expired transfers that no sweep has
+	// released yet, and the race ends having leased almost nothing.
+	var (
+		sweepMu sync.Mutex
+		swept   = make(chan struct{}) // closed, and replaced, as each sweep ends
+		dead    = make(chan struct{}) // closed when a sweeper gives up
+		dying   sync.Once
+	)
+	nextSweep := func() <-chan struct{} {
+		sweepMu.Lock()
+		defer sweepMu.Unlock()
+		return swept
 	}
 
 	var (
@@ -173,6 +193,10 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 					mu.Lock()
 					exhausted++
 					mu.Unlock()
+					select {
+					case <-nextSweep():
+					case <-dead:
+					}
 					continue
 				} else if err != nil {
 					t.Errorf("create: %v", err)
@@ -185,7 +209,8 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 				case 0: // the call arrives, on whichever node, and completes
 					m := tick()
 					// By then the transfer may have expired and its number
-					// gone to another: the call belongs to whichever matched.
+					// gone to another, even one created after m: the call
+					// belongs to whichever matched.
 					if matched, err := nodes[(w+1)%len(nodes)].MatchNumber(ctx, got.PhoneNumber.TransferNumber, m); err == nil {
 						out := &switchback.OutputContext{TransferType: switchback.TransferAgent}
 						if _, err := db.CompleteTransfer(ctx, matched.TenantID, matched.ID, out, tick()); err != nil {
@@ -218,12 +243,16 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 				}
 				if _, err := db.ExpireDue(ctx, tick(), 3); err != nil {
 					t.Errorf("sweep: %v", err)
+					dying.Do(func() { close(dead) })
 					return
 				}
+				sweepMu.Lock()
+				close(swept)
+				swept = make(chan struct{})
+				sweepMu.Unlock()
 			}
 		}(db)
 	}
-	conn := connect(t, dsn)
 	checks := 0
 	bg.Add(1)
 	go func() {
@@ -286,47 +315,147 @@ func checkLeases(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// recordLeases makes the database log, in a table of its own, every change
+// of a number's holder: each lease and each release, with the release time
+// and quarantine the store wrote. Changes to one number are serialized by
+// its row lock, held until commit, so the log's sequence orders them as they
+// committed; a rolled-back change leaves no entry.
+func recordLeases(t *testing.T, ctx context.Context, conn *pgx.Conn) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, `
+		CREATE TABLE lease_log (
+			seq              BIGSERIAL PRIMARY KEY,
+			e164             TEXT   NOT NULL,
+			leased_transfer  TEXT,
+			released_at      BIGINT NOT NULL,
+			quarantine_until BIGINT NOT NULL
+		);
+		CREATE FUNCTION log_lease() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO lease_log (e164, leased_transfer, released_at, quarantine_until)
+			VALUES (NEW.e164, NEW.leased_transfer, NEW.released_at, NEW.quarantine_until);
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER log_lease AFTER UPDATE ON numbers FOR EACH ROW
+			WHEN (OLD.leased_transfer IS DISTINCT FROM NEW.leased_transfer)
+			EXECUTE FUNCTION log_lease();`); err != nil {
+		t.Fatalf("record leases: %v", err)
+	}
+}
+
 // checkHistory checks invariants 1 and 2 over every lease the database
-// recorded: a number's next lease starts no sooner than quarantine after the
-// previous one ended. An expired lease ended when a sweep released it, at or
-// after its expiry, so the expiry is a conservative end.
+// recorded, in the order each number went through them. A number is leased
+// only while no transfer holds it, by a create whose now (the created_at the
+// test gives it) is at or after the quarantine its last release set. It is
+// released only by the transfer holding it, at the time the store says that
+// transfer let it go (the match's call_received_at, or a sweep at or after
+// the expiry), and quarantined from then for quarantine.
+//
+// The order comes from the log recordLeases keeps, not from the transfers'
+// times. The test's clock hands out a time before the operation that uses it
+// runs, so under load a match may run with a now older than the created_at
+// of the transfer it matches: a call "received" before that transfer
+// existed, meant for the number's previous holder. The store, as its
+// contract says, sets call_received_at to that now and quarantines the
+// number from it; a create that runs after that, with a now taken earlier
+// still, may then lease the number with a created_at older than the matched
+// transfer's. Sorted by created_at, that later lease looks as if it came
+// first and sat inside the quarantine of a lease it in fact followed. Judged
+// in commit order against the store's own release times, each lease is held
+// to exactly the quarantine the store promises, and a stale time can no
+// longer fake a violation.
 func checkHistory(t *testing.T, ctx context.Context, conn *pgx.Conn, quarantine time.Duration) {
 	t.Helper()
+	type transfer struct {
+		number                                   string
+		status                                   string
+		created, expires, callReceived, released int64
+		leases                                   int
+	}
+	transfers := map[string]*transfer{}
 	rows, err := conn.Query(ctx, `
-		SELECT transfer_number, id, created_at, expires_at, call_received_at
+		SELECT id, transfer_number, status, created_at, expires_at, call_received_at, number_released_at
 		FROM transfers WHERE transfer_number IS NOT NULL`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type lease struct {
-		id         string
-		start, end int64
-	}
-	by := map[string][]lease{}
 	var (
-		number, id                     string
-		created, expires, callReceived int64
+		id string
+		tr transfer
 	)
-	// A transfer still ACTIVE holds its number until at least its expiry,
-	// like one that expired.
-	if _, err := pgx.ForEachRow(rows, []any{&number, &id, &created, &expires, &callReceived}, func() error {
-		end := expires
-		if callReceived != 0 {
-			end = callReceived
-		}
-		by[number] = append(by[number], lease{id, created, end})
+	if _, err := pgx.ForEachRow(rows, []any{&id, &tr.number, &tr.status, &tr.created, &tr.expires, &tr.callReceived, &tr.released}, func() error {
+		c := tr
+		transfers[id] = &c
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
+
+	rows, err = conn.Query(ctx, `
+		SELECT e164, leased_transfer, released_at, quarantine_until FROM lease_log ORDER BY e164, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		number                string
+		holder                *string
+		released, quarantined int64
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (e event, err error) {
+		err = row.Scan(&e.number, &e.holder, &e.released, &e.quarantined)
+		return e, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(us int64) string { return fmt.Sprintf("+%dµs", us-t0.UnixMicro()) }
 	q := quarantine.Microseconds()
-	for n, ls := range by {
-		sort.Slice(ls, func(i, j int) bool { return ls[i].start < ls[j].start })
-		for i := 1; i < len(ls); i++ {
-			if prev := ls[i-1]; ls[i].start < prev.end+q {
-				t.Fatalf("number %s leased to %s at +%dµs while %s held or quarantined it until +%dµs",
-					n, ls[i].id, ls[i].start-t0.UnixMicro(), prev.id, prev.end+q-t0.UnixMicro())
+	var (
+		number   string
+		holder   string // "" while free
+		freeFrom int64  // the quarantine the number's last release set
+		last     string // the number's last holder
+	)
+	for _, e := range events {
+		if e.number != number {
+			number, holder, freeFrom, last = e.number, "", 0, ""
+		}
+		if e.holder != nil { // a lease
+			tr := transfers[*e.holder]
+			switch {
+			case tr == nil || tr.number != number:
+				t.Fatalf("number %s leased to %s, which does not record it", number, *e.holder)
+			case holder != "":
+				t.Fatalf("number %s leased to %s at %s while %s held it", number, *e.holder, at(tr.created), holder)
+			case tr.created < freeFrom:
+				t.Fatalf("number %s leased to %s at %s, inside the quarantine until %s after %s released it",
+					number, *e.holder, at(tr.created), at(freeFrom), last)
 			}
+			tr.leases++
+			holder = *e.holder
+			continue
+		}
+		// A release.
+		tr := transfers[holder]
+		switch {
+		case holder == "":
+			t.Fatalf("number %s released while free", number)
+		case tr.status == string(switchback.StatusActive):
+			t.Fatalf("number %s released by %s, still ACTIVE", number, holder)
+		case e.released != tr.released:
+			t.Fatalf("number %s released at %s, but %s records its release at %s", number, at(e.released), holder, at(tr.released))
+		case tr.callReceived != 0 && e.released != tr.callReceived:
+			t.Fatalf("number %s released at %s, but %s was matched at %s", number, at(e.released), holder, at(tr.callReceived))
+		case tr.callReceived == 0 && e.released < tr.expires:
+			t.Fatalf("number %s released at %s, before %s expired at %s", number, at(e.released), holder, at(tr.expires))
+		case e.quarantined != e.released+q:
+			t.Fatalf("number %s released at %s, quarantined until %s; want %s", number, at(e.released), at(e.quarantined), at(e.released+q))
+		}
+		last, holder, freeFrom = holder, "", e.quarantined
+	}
+	for id, tr := range transfers {
+		if tr.leases != 1 {
+			t.Fatalf("transfer %s holds number %s, leased to it %d times", id, tr.number, tr.leases)
 		}
 	}
 }
