@@ -557,24 +557,10 @@ func (db *DB) expire(ctx context.Context, tx *wtx, tenantID, id string, now time
 func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switchback.TransferKey, error) {
 	var keys []switchback.TransferKey
 	err := db.inTx(ctx, func(tx *wtx) error {
-		keys = keys[:0]
-		rows, err := tx.query(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		var err error
+		keys, err = transferKeys(ctx, tx, `SELECT tenant_id, id, expires_at FROM transfers
 			WHERE status = 'ACTIVE' AND expires_at <= ? ORDER BY expires_at LIMIT ?`, micros(now), limit)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var k switchback.TransferKey
-			var exp int64
-			if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
-				rows.Close()
-				return err
-			}
-			k.ExpiresAt = fromMicros(exp)
-			keys = append(keys, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, k := range keys {
@@ -590,6 +576,26 @@ func (db *DB) ExpireDue(ctx context.Context, now time.Time, limit int) ([]switch
 	return keys, nil
 }
 
+// transferKeys reads the (tenant_id, id, expires_at) rows a query selects.
+func transferKeys(ctx context.Context, tx *wtx, query string, args ...any) ([]switchback.TransferKey, error) {
+	rows, err := tx.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []switchback.TransferKey
+	for rows.Next() {
+		var k switchback.TransferKey
+		var exp int64
+		if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
+			return nil, err
+		}
+		k.ExpiresAt = fromMicros(exp)
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
 // AbandonCalls implements switchback.Store.
 func (db *DB) AbandonCalls(ctx context.Context, receivedBefore, now time.Time, limit int) ([]switchback.TransferKey, error) {
 	output, err := jsonOrNull(&switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect}, false)
@@ -598,24 +604,10 @@ func (db *DB) AbandonCalls(ctx context.Context, receivedBefore, now time.Time, l
 	}
 	var keys []switchback.TransferKey
 	err = db.inTx(ctx, func(tx *wtx) error {
-		keys = keys[:0]
-		rows, err := tx.query(ctx, `SELECT tenant_id, id, expires_at FROM transfers
+		var err error
+		keys, err = transferKeys(ctx, tx, `SELECT tenant_id, id, expires_at FROM transfers
 			WHERE status = 'ONGOING' AND call_received_at <= ? ORDER BY call_received_at LIMIT ?`, micros(receivedBefore), limit)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var k switchback.TransferKey
-			var exp int64
-			if err := rows.Scan(&k.TenantID, &k.ID, &exp); err != nil {
-				rows.Close()
-				return err
-			}
-			k.ExpiresAt = fromMicros(exp)
-			keys = append(keys, k)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, k := range keys {
