@@ -44,6 +44,7 @@ const (
 	EventHold        EventType = "hold"         // a leg put the call on hold; data: leg
 	EventUnhold      EventType = "unhold"       // a leg took the call off hold; data: leg
 	EventCallEnded   EventType = "call.ended"   // the call ended; data: by
+	EventTranscript  EventType = "transcript"   // what was said, as an agent heard or spoke it; data: role, text, final
 )
 
 // MaxEventsPerRecord bounds the events one RecordConversation may add, so
