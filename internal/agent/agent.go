@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -58,7 +59,8 @@ func Load(tenants []config.Tenant) (*Registry, error) {
 // call, the one of the task its saved state was in; else the one configured
 // for the input's task; else the tenant's agent for any task. ENOTFOUND when
 // there is none.
-func (r *Registry) NewAgent(tenantID string, input *switchback.InputContext, conv *switchback.Conversation) (switchback.Agent, error) {
+func (r *Registry) NewAgent(ctx context.Context, info *switchback.CallInfo) (switchback.Agent, error) {
+	tenantID, input, conv := info.TenantID, info.Input, info.Conversation
 	ta := r.tenants[tenantID]
 	if task, ok := menu.ResumeTask(conv); ok {
 		if a, ok := ta.byTask[task]; ok {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func TestRegistryPicksTheTasksAgent(t *testing.T) {
 		{"a", "billing", true}, {"a", "other", true}, {"b", "billing", true},
 		{"b", "other", false}, {"c", "", false}, {"nobody", "", false},
 	} {
-		_, err := r.NewAgent(tc.tenant, &switchback.InputContext{TaskName: tc.task}, nil)
+		_, err := r.NewAgent(context.Background(), &switchback.CallInfo{TenantID: tc.tenant, Input: &switchback.InputContext{TaskName: tc.task}, Conversation: nil})
 		if (err == nil) != tc.found || (err != nil && switchback.ErrorCode(err) != switchback.ENOTFOUND) {
 			t.Errorf("%s/%s: %v", tc.tenant, tc.task, err)
 		}
@@ -42,17 +43,17 @@ func TestRegistryResumesTheMenuTheConversationWasIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	conv := &switchback.Conversation{State: []byte(`{"task":"billing","greeted":true}`)}
-	a, err := r.NewAgent("a", &switchback.InputContext{TaskName: "other"}, conv)
+	a, err := r.NewAgent(context.Background(), &switchback.CallInfo{TenantID: "a", Input: &switchback.InputContext{TaskName: "other"}, Conversation: conv})
 	if err != nil {
 		t.Fatal(err)
 	}
-	billing, _ := r.NewAgent("a", &switchback.InputContext{TaskName: "billing"}, nil)
+	billing, _ := r.NewAgent(context.Background(), &switchback.CallInfo{TenantID: "a", Input: &switchback.InputContext{TaskName: "billing"}, Conversation: nil})
 	if a != billing {
 		t.Fatal("a resumed conversation did not get the agent of the task it was in")
 	}
 	// A state naming a task without an agent falls back to the input's task.
 	conv.State = []byte(`{"task":"gone"}`)
-	if a, _ := r.NewAgent("a", &switchback.InputContext{TaskName: "billing"}, conv); a != billing {
+	if a, _ := r.NewAgent(context.Background(), &switchback.CallInfo{TenantID: "a", Input: &switchback.InputContext{TaskName: "billing"}, Conversation: conv}); a != billing {
 		t.Fatal("a state naming an unknown task changed the agent")
 	}
 }

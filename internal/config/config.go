@@ -15,13 +15,24 @@ import (
 // Config is everything `switchback serve` is configured with. Start from
 // Default or Load: the zero value does not validate.
 type Config struct {
-	API     API      `yaml:"api"`
-	Store   Store    `yaml:"store"`
-	Pool    Pool     `yaml:"pool"`
-	Expiry  Expiry   `yaml:"expiry"`
-	SIP     SIP      `yaml:"sip"`
-	Tenants []Tenant `yaml:"tenants"`
-	Log     Log      `yaml:"log"`
+	API      API      `yaml:"api"`
+	Store    Store    `yaml:"store"`
+	Pool     Pool     `yaml:"pool"`
+	Expiry   Expiry   `yaml:"expiry"`
+	SIP      SIP      `yaml:"sip"`
+	Tenants  []Tenant `yaml:"tenants"`
+	Shutdown Shutdown `yaml:"shutdown"`
+	Log      Log      `yaml:"log"`
+}
+
+// Shutdown configures how a node stops. SIGTERM drains it: new calls are
+// refused (503), calls in progress run to their normal end and hand-back,
+// for up to DrainTimeout; then the rest are ended, each outcome stored
+// first. SIGINT, or a second SIGTERM, ends every call at once.
+type Shutdown struct {
+	// DrainTimeout is the longest a drain waits for the calls in progress;
+	// 0 ends them at once. Default DefaultDrainTimeout.
+	DrainTimeout Duration `yaml:"drainTimeout"`
 }
 
 // API configures the REST API.
@@ -224,6 +235,7 @@ const (
 	DefaultReturnTransferType = string(switchback.ReturnBYE)
 	DefaultRequestsPerSecond  = 200.0
 	DefaultBurst              = 400
+	DefaultDrainTimeout       = time.Hour
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
 
@@ -286,7 +298,8 @@ func Default() Config {
 				{Country: "GB", Numbers: []string{demoGBNumbers}},
 			},
 		},
-		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
+		Expiry:   Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
+		Shutdown: Shutdown{DrainTimeout: Duration(DefaultDrainTimeout)},
 		SIP: SIP{
 			Listen:            DefaultSIPListen,
 			Realm:             DefaultSIPRealm,

@@ -83,7 +83,8 @@ func TestExample(t *testing.T) {
 				Agents:                    []AgentConfig{{Menu: &Menu{Default: Outcome{TransferType: "SYSTEM"}}}},
 			},
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Shutdown: Shutdown{DrainTimeout: Duration(time.Hour)},
+		Log:      Log{Level: "info", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(Example()) =\n%+v\nwant\n%+v", got, want)

@@ -211,7 +211,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			file: "apii:\n  listen: x\n",
-			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, sip, store, tenants"},
+			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, shutdown, sip, store, tenants"},
 		},
 		{
 			name: "unknown nested key",
@@ -447,7 +447,7 @@ func TestEnvVars(t *testing.T) {
 		"SWITCHBACK_SIP_NONCETTL",
 		"SWITCHBACK_SIP_MAXPENDINGINVITES",
 		"SWITCHBACK_SIP_REFERTIMEOUT",
-		"SWITCHBACK_SIP_RETURNTIMEOUT",
+		"SWITCHBACK_SIP_RETURNTIMEOUT", "SWITCHBACK_SHUTDOWN_DRAINTIMEOUT",
 		"SWITCHBACK_LOG_LEVEL",
 		"SWITCHBACK_LOG_FORMAT",
 	}

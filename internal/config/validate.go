@@ -38,6 +38,9 @@ func (c Config) Validate() error {
 	if d := c.Expiry.MaxCallDuration.Duration(); d < 0 || d > 0 && d < time.Minute {
 		p.add("expiry.maxCallDuration", "must be 0 (never) or at least 1m, got %v", d)
 	}
+	if c.Shutdown.DrainTimeout < 0 {
+		p.add("shutdown.drainTimeout", "must be 0 (end calls at once) or positive, got %v", c.Shutdown.DrainTimeout)
+	}
 	c.validateSIP(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

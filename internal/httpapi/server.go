@@ -35,6 +35,9 @@ type Deps struct {
 	MaxWait time.Duration
 	// Registry receives the API's metrics; nil for a private one.
 	Registry *prometheus.Registry
+	// Draining, when set, reports whether the node drains: /readyz then
+	// answers 503, so a load balancer stops sending it work.
+	Draining func() bool
 	// KeyCacheTTL is how long a looked-up API key is trusted before it is
 	// read again, which bounds how long a revoked key keeps working.
 	KeyCacheTTL time.Duration

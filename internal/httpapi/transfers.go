@@ -224,6 +224,11 @@ func handleHealthz() http.Handler {
 // handleReadyz reports ready only while the store answers.
 func handleReadyz(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.Draining != nil && d.Draining() {
+			retryAfter(w, 30)
+			writeErrorStatus(w, r, http.StatusServiceUnavailable, "503-03", "this node is draining: its calls finish, it takes no new ones")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := d.Store.Ping(ctx); err != nil {
