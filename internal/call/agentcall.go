@@ -15,7 +15,7 @@ type agentCall struct {
 
 var _ switchback.Call = (*agentCall)(nil)
 
-func (a *agentCall) Info() *switchback.CallInfo         { return a.c.info }
+func (a *agentCall) Info() *switchback.CallInfo          { return a.c.info }
 func (a *agentCall) Audio() <-chan switchback.AudioFrame { return a.c.frames }
 func (a *agentCall) Digits() <-chan switchback.Digit     { return a.c.digits }
 func (a *agentCall) Marks() <-chan string                { return a.leg.Marks() }
@@ -53,4 +53,6 @@ func (a *agentCall) SaveState(state json.RawMessage) {
 	}
 }
 
-func (a *agentCall) Record(t switchback.EventType, data map[string]string) { a.c.journal.record(t, data) }
+func (a *agentCall) Record(t switchback.EventType, data map[string]string) {
+	a.c.journal.record(t, data)
+}

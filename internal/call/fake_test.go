@@ -193,8 +193,8 @@ func (l *fakeLeg) Play(ctx context.Context, pcm []int16) error {
 	return nil
 }
 func (l *fakeLeg) Enqueue(pcm []int16) error { return l.Play(context.Background(), pcm) }
-func (l *fakeLeg) Mark(name string) error   { l.marks <- name; return nil }
-func (l *fakeLeg) Marks() <-chan string     { return l.marks }
+func (l *fakeLeg) Mark(name string) error    { l.marks <- name; return nil }
+func (l *fakeLeg) Marks() <-chan string      { return l.marks }
 func (l *fakeLeg) Clear() {
 	l.mu.Lock()
 	l.cleared++

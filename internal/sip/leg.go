@@ -54,15 +54,15 @@ type leg struct {
 	timer        timerState // RFC 4028, as last negotiated
 	by           string     // who ended it; "" while up
 
-	ended    chan struct{} // closed when the leg is gone
-	endOnce  sync.Once
-	byeOnce  sync.Once
-	stop     chan struct{} // closed by close: the leg's goroutines end
+	ended   chan struct{} // closed when the leg is gone
+	endOnce sync.Once
+	byeOnce sync.Once
+	stop    chan struct{} // closed by close: the leg's goroutines end
 	// base is cancelled by close: the requests the leg sends end with it.
 	base       context.Context
 	cancelBase context.CancelFunc
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	stopOnce   sync.Once
+	wg         sync.WaitGroup
 
 	refreshed chan struct{}    // the peer refreshed the session
 	infos     chan rune        // digits to send by INFO, in order

@@ -41,11 +41,11 @@ func (c *fakeCall) Play(ctx context.Context, pcm []int16) error {
 	c.mu.Unlock()
 	return nil
 }
-func (c *fakeCall) Enqueue(pcm []int16) error { return c.Play(context.Background(), pcm) }
-func (c *fakeCall) Mark(string) error         { return nil }
-func (c *fakeCall) Marks() <-chan string      { return nil }
-func (c *fakeCall) Clear()                    {}
-func (c *fakeCall) Digits() <-chan switchback.Digit { return c.digits }
+func (c *fakeCall) Enqueue(pcm []int16) error           { return c.Play(context.Background(), pcm) }
+func (c *fakeCall) Mark(string) error                   { return nil }
+func (c *fakeCall) Marks() <-chan string                { return nil }
+func (c *fakeCall) Clear()                              {}
+func (c *fakeCall) Digits() <-chan switchback.Digit     { return c.digits }
 func (c *fakeCall) Audio() <-chan switchback.AudioFrame { return nil }
 func (c *fakeCall) SaveState(s json.RawMessage) {
 	c.mu.Lock()
