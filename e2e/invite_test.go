@@ -40,6 +40,9 @@ func sippUAS(t *testing.T, scenario string, replace map[string]string) (port int
 	for k, v := range replace {
 		text = strings.ReplaceAll(text, k, strings.ReplaceAll(v, "PORT", strconv.Itoa(port)))
 	}
+	for k, v := range map[string]string{"TRANSFER_ID": `[A-Za-z0-9._~-]+`, "GATEWAY_SIP": `[0-9]+`, "DIGEST_URI": `[^"]+`} {
+		text = strings.ReplaceAll(text, k, v)
+	}
 	sf := filepath.Join(dir, scenario)
 	writeFile(t, sf, text)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -80,16 +83,21 @@ var bridgedEnd = regexp.MustCompile(`"msg":"bridged call ended".*"by":"caller".*
 func TestINVITEReturnBridgesTheCall(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
+	_, sipPort, _ := net.SplitHostPort(g.sip)
+	// The return INVITE leaves from Switchback's SIP socket, names the
+	// transfer, and its digest covers the Request-URI with its parameters.
 	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
 		"RURI":      `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 		"AUTH_USER": "ret-user", "AUTH_PASS": "ret-pass",
+		"TRANSFER_ID": "inv-1", "GATEWAY_SIP": sipPort, "DIGEST_URI": `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 	})
 	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d;x-line=7?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
 	g.create(t, "acme", `{"id":"inv-1","externalConversationId":"conv-inv","type":"SIP","inputContext":{"taskName":"instant"},
 		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"ret-user","password":"ret-pass"}}}`)
 	ok, out := g.sipp(t, "invite_return_caller.xml", nil, "X-ASAPP-CallTransferId: inv-1", "acme")
 	if !ok {
-		t.Fatalf("caller: %s\n%s", out, g.stderr)
+		_, uo := wait()
+		t.Fatalf("caller: %s\n%s\nUAS:%s", out, g.stderr, uo)
 	}
 	ok, uasOut := wait()
 	if !ok || !strings.Contains(uasOut, "AUTHVALID true") {
@@ -553,9 +561,13 @@ func TestINVITEReturnPasswordErased(t *testing.T) {
 func TestShutdownWhileBridged(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
+	_, sipPort, _ := net.SplitHostPort(g.sip)
+	// The return INVITE leaves from Switchback's SIP socket, names the
+	// transfer, and its digest covers the Request-URI with its parameters.
 	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
 		"RURI":      `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 		"AUTH_USER": "ret-user", "AUTH_PASS": "ret-pass",
+		"TRANSFER_ID": "inv-1", "GATEWAY_SIP": sipPort, "DIGEST_URI": `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 	})
 	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d;x-line=7?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
 	g.create(t, "acme", `{"id":"inv-down","externalConversationId":"conv-down","type":"SIP","inputContext":{"taskName":"instant"},

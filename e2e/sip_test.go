@@ -207,7 +207,7 @@ func writeScenario(t *testing.T, dir, scenario string, replace map[string]string
 		t.Fatal(err)
 	}
 	text := string(body)
-	defaults := map[string]string{"EXTRA_HEADER": "X-Test: 1", "PAUSE_MS": "800"}
+	defaults := map[string]string{"EXTRA_HEADER": "X-Test: 1", "PAUSE_MS": "800", "TRANSFER_ID": `[A-Za-z0-9._~-]+`}
 	for k, v := range replace {
 		text = strings.ReplaceAll(text, k, v)
 	}
