@@ -48,13 +48,17 @@ func newTestFactory(t *testing.T, srv *httptest.Server, cfg Config, fallback swi
 		t.Fatal(err)
 	}
 	if srv != nil {
-		addr := srv.Listener.Addr().String()
-		d := &net.Dialer{}
-		f.client = newHTTPClient(nil, func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		})
+		dialTo(f, srv.Listener.Addr().String())
 	}
 	return f
+}
+
+// dialTo points f's dial at addr, whatever its URL's host.
+func dialTo(f *Factory, addr string) {
+	d := &net.Dialer{}
+	f.client = newHTTPClient(nil, func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	})
 }
 
 // fakeCall is a switchback.Call whose playout is driven by the test:
