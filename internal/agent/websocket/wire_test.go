@@ -184,3 +184,17 @@ func TestSIDs(t *testing.T) {
 		t.Error("SIDs of different inputs collide")
 	}
 }
+
+// TestSendMediaAllocs: a caller's frame goes to the agent's queue without
+// allocating (the media path runs 50 times a second per call).
+func TestSendMediaAllocs(t *testing.T) {
+	f := newTestFactory(t, nil, Config{}, nil, nil)
+	s := &session{f: f, ids: ids{stream: streamSID("acme", "tr-1", testURL)}, start: t0, out: make(chan *[]byte, 1)}
+	fr := frame(switchback.LegCaller, 1)
+	if n := testing.AllocsPerRun(200, func() {
+		s.sendMedia(trackInbound, &s.inChunk, fr)
+		bufPool.Put(<-s.out)
+	}); n != 0 {
+		t.Errorf("sendMedia allocates %v times a frame", n)
+	}
+}
