@@ -45,6 +45,7 @@ type Factory struct {
 	now          switchback.Clock
 	client       *http.Client
 	listens      bool
+	writeTimeout time.Duration
 }
 
 // dialFunc dials the agent's TCP connection; tests point it at their
@@ -67,7 +68,7 @@ func NewFactory(tenantID string, cfg Config, fallback switchback.AgentFactory, d
 	cfg = cfg.WithDefaults()
 	f := &Factory{
 		tenantID: tenantID, cfg: cfg, accountSID: cfg.AccountSID, reg: deps.Registry,
-		log: deps.Log, now: deps.Now, listens: cfg.listens(),
+		log: deps.Log, now: deps.Now, listens: cfg.listens(), writeTimeout: defaultWriteTimeout,
 	}
 	if f.accountSID == "" {
 		f.accountSID = AccountSID(tenantID)

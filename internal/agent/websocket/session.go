@@ -29,9 +29,9 @@ const (
 	// inQueue is how many parsed messages wait for the call; past it the
 	// reader stops reading and TCP holds the agent back.
 	inQueue = 64
-	// writeTimeout is how long one write may block before the agent is
-	// taken to have stopped reading and the connection is cut.
-	writeTimeout = 5 * time.Second
+	// defaultWriteTimeout is how long one write may block before the agent
+	// is taken to have stopped reading and the connection is cut.
+	defaultWriteTimeout = 5 * time.Second
 	// closeWait is how long the close handshake may take before the
 	// connection is cut: the call is over, nothing waits on the agent.
 	closeWait = time.Second
@@ -336,7 +336,7 @@ func (s *session) lostReason() string {
 	var ce websocket.CloseError
 	switch {
 	case s.stuck.Load():
-		return fmt.Sprintf("the agent stopped reading: a write waited over %v", writeTimeout)
+		return fmt.Sprintf("the agent stopped reading: a write waited over %v", s.f.writeTimeout)
 	case errors.As(err, &ce):
 		reason := ce.Reason
 		if len(reason) > 64 {
@@ -478,7 +478,7 @@ func (s *session) writeLoop() {
 	failed := false
 	for b := range s.out {
 		if !failed {
-			s.watchdog.Reset(writeTimeout)
+			s.watchdog.Reset(s.f.writeTimeout)
 			err := s.conn.Write(context.Background(), websocket.MessageText, *b)
 			if !s.watchdog.Stop() || err != nil {
 				failed = true

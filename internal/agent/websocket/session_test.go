@@ -512,3 +512,78 @@ func TestCloseWithoutRun(t *testing.T) {
 	ag.closed(t)
 	closeAgent(t, a) // twice is harmless
 }
+
+// TestAgentStopsReading: an agent that takes the stream but stops reading
+// blocks Switchback's writes; past the write timeout the connection is cut
+// and the fallback takes over, while the caller's audio was dropped, not
+// queued without bound.
+func TestAgentStopsReading(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		<-release // reads nothing
+	}))
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	defer srv.Close()
+	defer close(release)
+	fb := &recordingFactory{}
+	f := newTestFactory(t, nil, Config{Fallback: Fallback{Task: "menu"}}, fb, nil)
+	f.writeTimeout = 200 * time.Millisecond
+	d := &net.Dialer{}
+	f.client = newHTTPClient(nil, func(ctx context.Context, network, _ string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, srv.Listener.Addr().String())
+		if err == nil {
+			c.(*net.TCPConn).SetWriteBuffer(4096)
+		}
+		return c, err
+	})
+	call := newFakeCall(testInfo(switchback.ReturnBYE))
+	a, err := f.NewAgent(t.Context(), call.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := startRun(t.Context(), a, call)
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for i := 0; ; i++ {
+			select {
+			case call.audio <- frame(switchback.LegCaller, i):
+			case <-stop:
+				return
+			}
+		}
+	}()
+	r := waitRun(t, done)
+	close(stop)
+	<-fed
+	if r.err != nil || r.hb.Output.CurrentTaskName != "menu-fallback" {
+		t.Errorf("Run = %+v, %v", r.hb, r.err)
+	}
+	ev := call.eventsOf(switchback.EventAgentFallback)
+	if len(ev) != 1 || ev[0]["reason"] != "the agent stopped reading: a write waited over 200ms" {
+		t.Errorf("fallback events = %v", ev)
+	}
+	if a.(*session).stats.mediaDropped.Load() == 0 {
+		t.Error("no caller audio was dropped while the agent did not read")
+	}
+	closeAgent(t, a)
+}
+
+// smallBuffers shrinks the receive buffer of each accepted connection, so
+// a peer that does not read blocks its sender soon.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		c.(*net.TCPConn).SetReadBuffer(4096)
+	}
+	return c, err
+}
