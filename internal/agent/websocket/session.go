@@ -86,10 +86,9 @@ type session struct {
 	teardownDone chan struct{}
 	closeOnce    sync.Once
 
-	mu         sync.Mutex
-	taken      switchback.Agent // the fallback's agent, once it took over
-	handedBack bool
-	recorded   int
+	mu       sync.Mutex
+	taken    switchback.Agent // the fallback's agent, once it took over
+	recorded int              // events the agent recorded
 
 	stats stats
 }
@@ -168,7 +167,7 @@ func (s *session) Run(ctx context.Context, call switchback.Call) (*switchback.Ha
 			}
 			if hb, err, done := s.apply(call, m); done {
 				if err != nil {
-					s.markHandedBack()
+					s.leaveRegistry()
 					go s.teardown()
 					return nil, err
 				}
@@ -181,7 +180,7 @@ func (s *session) Run(ctx context.Context, call switchback.Call) (*switchback.Ha
 // handBack ends the agent's turn: the session leaves the REST hang-up's
 // registry and, unless it keeps listening, sends stop and closes.
 func (s *session) handBack(hb *switchback.HandBack) (*switchback.HandBack, error) {
-	s.markHandedBack()
+	s.leaveRegistry()
 	if !s.follows() {
 		// Twilio's stream ends when the call leaves it; the close is not
 		// waited for, so the hand-back is not delayed by a slow agent.
@@ -196,10 +195,9 @@ func (s *session) follows() bool {
 	return s.info.Return == switchback.ReturnINVITE && s.f.listens
 }
 
-func (s *session) markHandedBack() {
-	s.mu.Lock()
-	s.handedBack = true
-	s.mu.Unlock()
+// leaveRegistry ends the agent's say over the call: the REST hang-up no
+// longer finds it (Twilio's 20404, "already ended").
+func (s *session) leaveRegistry() {
 	if s.f.reg != nil {
 		s.f.reg.remove(s)
 	}
@@ -302,7 +300,7 @@ func (s *followingSession) Follow(ctx context.Context, call switchback.Call) err
 // lost: the agent's queued audio is dropped, why is recorded, and the
 // fallback's agent runs on the same call.
 func (s *session) takeOver(ctx context.Context, call switchback.Call, reason string) (*switchback.HandBack, error) {
-	s.markHandedBack()
+	s.leaveRegistry()
 	go s.teardown()
 	call.Clear()
 	for drained := false; !drained; { // the dead agent's marks mean nothing to the fallback
@@ -359,7 +357,7 @@ func (s *session) lostReason() string {
 // after Run and Follow have returned.
 func (s *session) Close() error {
 	s.closeOnce.Do(func() {
-		s.markHandedBack()
+		s.leaveRegistry()
 		s.teardown()
 		s.logStats()
 		if c, ok := s.takenBy().(io.Closer); ok {
