@@ -13,7 +13,6 @@ No API key, no network: run it next to `switchback serve` (see README.md).
 """
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
