@@ -259,25 +259,6 @@ func newAgentServer(t *testing.T, script func(a *agentConn)) *agentServer {
 	return s
 }
 
-func (a *agentConn) send(v any) {
-	a.t.Helper()
-	var b []byte
-	switch v := v.(type) {
-	case string:
-		b = []byte(v)
-	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			a.t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.c.Write(ctx, websocket.MessageText, b); err != nil {
-		a.t.Errorf("agent write: %v", err)
-	}
-}
-
 // trySend writes v, ignoring a connection already closed.
 func (a *agentConn) trySend(v any) {
 	b, ok := v.(string)
