@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/agent"
+	"github.com/switchback/switchback/internal/agent/websocket"
 	"github.com/switchback/switchback/internal/call"
 	"github.com/switchback/switchback/internal/config"
 	"github.com/switchback/switchback/internal/httpapi"
@@ -149,7 +150,8 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 		},
 		SweepInterval: cfg.Expiry.SweepInterval.Duration(), MaxCallDuration: cfg.Expiry.MaxCallDuration.Duration(),
 	})
-	agents, err := agent.Load(cfg.Tenants)
+	hangUps := websocket.NewRegistry()
+	agents, err := agent.Load(cfg.Tenants, agent.Deps{HangUps: hangUps, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +160,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := httpapi.NewServer(httpapi.Deps{
 		Store: store, Transfers: svc, Log: log, Registry: reg, Draining: calls.Draining,
+		Routes: map[string]http.Handler{websocket.HangUpPrefix: websocket.HangUpHandler(hangUps, log)},
 		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			t, ok := cfg.Tenant(id)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/agent/websocket"
 )
 
 // Config is everything `switchback serve` is configured with. Start from
@@ -158,10 +159,17 @@ type TenantSIP struct {
 	ReturnAuth SIPUser `yaml:"returnAuth"`
 }
 
-// AgentConfig says which agent answers a tenant's calls for one task.
+// AgentConfig says which agent answers a tenant's calls for one task. An
+// agent is of one kind, configured under that kind's key; each kind owns
+// its settings and their checks (internal/agent/... for the code).
 type AgentConfig struct {
 	Task string `yaml:"task"` // the inputContext.taskName it serves; "" = every task without an agent of its own
-	Menu *Menu  `yaml:"menu"` // the built-in menu agent, the only kind for now; required
+	// Menu is the built-in menu agent.
+	Menu *Menu `yaml:"menu,omitempty"`
+	// WebSocket is an external voice agent Switchback dials over a
+	// WebSocket, speaking the Twilio Media Streams wire
+	// (internal/agent/websocket, docs/agents.md).
+	WebSocket *websocket.Config `yaml:"websocket,omitempty"`
 }
 
 // Menu is the built-in menu agent: it plays Greeting, gathers each Collect

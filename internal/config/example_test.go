@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/switchback/switchback/internal/agent/websocket"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 )
 
 func TestExample(t *testing.T) {
+	listen := true
 	got, err := Load(writeConfig(t, Example()), nil)
 	if err != nil {
 		t.Fatalf("Load(Example()) error:\n%v", err)
@@ -70,6 +72,13 @@ func TestExample(t *testing.T) {
 					},
 					DigitTimeout: Duration(5 * time.Second),
 					Default:      Outcome{TransferType: "SYSTEM", TaskName: "billing_done", TransferVariables: []string{"account"}},
+				}}, {Task: "voice", WebSocket: &websocket.Config{
+					URL: "wss://voice.acme.example/twilio", AuthToken: "change-me",
+					Headers:                 map[string]websocket.Secret{"Authorization": "Bearer change-me"},
+					ConnectTimeout:          websocket.Duration(3 * time.Second),
+					Fallback:                websocket.Fallback{Task: "billing"},
+					HangUpOutput:            &websocket.Output{TransferType: "SYSTEM", CurrentTaskName: "voice_done"},
+					ListenAfterInviteReturn: &listen, MaxMessageBytes: 262144,
 				}}},
 			},
 			{

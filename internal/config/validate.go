@@ -427,11 +427,56 @@ func validateAgents(p *problems, path string, agents []AgentConfig) {
 		} else {
 			tasks[a.Task] = i
 		}
-		if a.Menu == nil {
-			p.add(apath+".menu", "required: the built-in menu is the only agent for now")
+		switch {
+		case a.Menu != nil && a.WebSocket != nil:
+			p.add(apath, "has both menu and websocket: an agent is of one kind")
+		case a.Menu != nil:
+			validateMenu(p, apath+".menu", a.Menu)
+		case a.WebSocket != nil:
+			if err := a.WebSocket.Check(apath + ".websocket"); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					*p = append(*p, errors.New(line))
+				}
+			}
+		default:
+			p.add(apath, "names no kind of agent: give it a menu or a websocket")
+		}
+	}
+	validateFallbacks(p, path, agents)
+}
+
+// validateFallbacks checks the websocket agents' fallback tasks: each an
+// agent of the tenant, and no chain of fallbacks that comes back to
+// where it started.
+func validateFallbacks(p *problems, path string, agents []AgentConfig) {
+	byTask := make(map[string]int, len(agents))
+	for i, a := range agents {
+		if _, dup := byTask[a.Task]; !dup {
+			byTask[a.Task] = i
+		}
+	}
+	for i, a := range agents {
+		if a.WebSocket == nil || a.WebSocket.Fallback.Task == "" {
 			continue
 		}
-		validateMenu(p, apath+".menu", a.Menu)
+		fpath := fmt.Sprintf("%s[%d].websocket.fallback.task", path, i)
+		seen := map[int]bool{i: true}
+		for at := i; ; {
+			next, ok := byTask[agents[at].WebSocket.Fallback.Task]
+			if !ok {
+				p.add(fpath, "%q is not the task of any of this tenant's agents", agents[at].WebSocket.Fallback.Task)
+				break
+			}
+			if seen[next] {
+				p.add(fpath, "falls back in a circle (to agents[%d])", next)
+				break
+			}
+			seen[next] = true
+			if agents[next].WebSocket == nil || agents[next].WebSocket.Fallback.Task == "" {
+				break
+			}
+			at = next
+		}
 	}
 }
 

@@ -38,6 +38,10 @@ type Deps struct {
 	// Draining, when set, reports whether the node drains: /readyz then
 	// answers 503, so a load balancer stops sending it work.
 	Draining func() bool
+	// Routes are more handlers, by ServeMux pattern, outside the API's
+	// key authentication: they authenticate their requests themselves
+	// (the Twilio-style REST hang-up of websocket agents).
+	Routes map[string]http.Handler
 	// KeyCacheTTL is how long a looked-up API key is trusted before it is
 	// read again, which bounds how long a revoked key keeps working.
 	KeyCacheTTL time.Duration
@@ -60,6 +64,11 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	m := newMetrics(d.Registry, d.Store, d.Clock)
 	addRoutes(mux, d, m)
+	// Not the API of api/openapi.yaml: handlers that speak another API
+	// (Twilio's), mounted beside it.
+	for pattern, h := range d.Routes {
+		mux.Handle(pattern, h)
+	}
 	return withRequestContext(d.Log, m, mux)
 }
 
