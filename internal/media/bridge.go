@@ -50,8 +50,10 @@ import (
 // address changes (Update, SetDirection) take effect from the next packet.
 //
 // While bridged a Session hands out no audio and no RTP digits (it decodes
-// nothing), and Plays and SendDigits wait until Stop; its Stats, its
-// LastReceived and its inactivity timeout go on.
+// nothing); its own stream sends nothing (no silence, the relayed packets
+// take its place), its playout queue waits, and Plays and SendDigits wait
+// until Stop; its Stats, its LastReceived and its inactivity timeout go
+// on.
 type Bridge struct {
 	relays        [2]relay // relays[i] takes what leg i receives to leg 1-i
 	digits        chan LegDigit
@@ -134,6 +136,10 @@ func NewBridge(ctx context.Context, a, b *Session) (*Bridge, error) {
 		b.relay.Store(nil)
 		return nil, err
 	}
+	// The pacer stops filling the legs' slots: the relays send on their
+	// streams from now on.
+	a.holdForBridge()
+	b.holdForBridge()
 	for i := range br.relays {
 		r := &br.relays[i]
 		r.mu.Lock()
@@ -162,21 +168,22 @@ func (s *Session) takeTurn(ctx context.Context) error {
 
 // Stop ends the relaying. Once it returns no packet is relayed any more,
 // Digits is closed, and each Session is back with the agent: it hands out
-// audio and digits again, and Plays go on with its stream (the same SSRC,
-// the next sequence number, a clock running on from the last relayed
-// packet, a new talkspurt). Stop may come before or after the Sessions
-// are closed, more than once, and while packets arrive. A Bridge has no
-// goroutine of its own: closing both Sessions without Stop leaks nothing.
+// audio and digits again, and its continuous stream resumes (the same
+// SSRC, the next sequence number, a clock running on from the last
+// relayed packet, a new talkspurt) with what its playout queue holds, or
+// silence. Stop may come before or after the Sessions are closed, more
+// than once, and while packets arrive. A Bridge has no goroutine of its
+// own: closing both Sessions without Stop leaks nothing.
 func (br *Bridge) Stop() {
 	br.stopOnce.Do(func() {
 		for i := range br.relays {
 			r := &br.relays[i]
 			r.mu.Lock()
 			r.state = stopped
-			// The agent's next packet starts a talkspurt.
-			r.to.out.next = time.Time{}
-			r.to.out.silent = true
 			r.mu.Unlock()
+			// The stream is the pacer's again; its next packet starts a
+			// talkspurt.
+			r.to.resumeFromBridge()
 		}
 		for i := range br.relays {
 			r := &br.relays[i]
@@ -264,10 +271,16 @@ func (r *relay) relay(rx *receiver, p *Params, b []byte, isEvent bool, now time.
 	if !r.based || pkt.SSRC != r.ssrc || int16(seq-r.lastSeq) <= 0 {
 		// The first packet, or a new stream in: its numbering and clock
 		// bear no relation to the last one's. (The receiving Session has
-		// dropped late packets, so one behind the last is a restart.)
+		// dropped late packets, so one behind the last is a restart.) It
+		// goes on from the wall clock, but not before the end of the last
+		// packet sent: the stream's own frame of silence, say.
 		r.based, r.ssrc = true, pkt.SSRC
 		r.seqOff = out.seq - seq
-		r.tsOff = out.tsAt(now) - ts
+		base := out.tsAt(now)
+		if out.sentAny && int32(base-out.end) < 0 {
+			base = out.end
+		}
+		r.tsOff = base - ts
 		r.mark = true
 	}
 	r.lastSeq = seq
@@ -341,5 +354,6 @@ func (r *relay) relay(rx *receiver, p *Params, b []byte, isEvent bool, now time.
 	r.mark = false
 	// The leg's clock runs on from here once the agent has it back.
 	out.ts0, out.t0 = outTS, now
+	out.sentAny, out.end = true, outTS+uint32(len(payload)) // a G.711 byte is a sample
 	return true
 }

@@ -146,7 +146,6 @@ func TestBridgeRelays(t *testing.T) {
 			if len(agent) != 3 {
 				t.Fatalf("%d packets from the agent, want 3", len(agent))
 			}
-			startSeq := g.legs[1].out.seq
 			br := g.bridge()
 
 			for i := range 2 {
@@ -158,17 +157,19 @@ func TestBridgeRelays(t *testing.T) {
 				if len(got) != 10 {
 					t.Fatalf("leg %d → %d: %d packets, want 10", i, other, len(got))
 				}
-				// Leg 0's stream goes on from the agent's last packet; leg
-				// 1's starts where its Session's numbering stood.
-				wantSeq, wantSSRC := startSeq, g.legs[other].out.ssrc
+				// Each leg's stream goes on from its last packet, the
+				// agent's or silence, with a new talkspurt.
+				checkStream(t, got, g.legs[other].out.ssrc, tc.codecs[other].PayloadType(), got[0].SequenceNumber, g.legs[other].LocalAddr())
+				log := g.peers[other].log
+				if markers := checkContinuous(t, log); markers[len(markers)-1] != len(log)-10 {
+					t.Errorf("leg %d → %d: markers on packets %v of %d, want one on the first relayed", i, other, markers, len(log))
+				}
 				if other == 0 {
-					wantSeq, wantSSRC = agent[2].SequenceNumber+1, agent[0].SSRC
 					// The clock ran on from the agent's packets.
 					if d := got[0].Timestamp - agent[2].Timestamp; d < FrameSamples || d > uint32(time.Since(start).Seconds()*SampleRate)+8000 {
 						t.Errorf("first relayed timestamp %d after the agent's last", d)
 					}
 				}
-				checkStream(t, got, wantSSRC, tc.codecs[other].PayloadType(), wantSeq, g.legs[other].LocalAddr())
 				want := transcoded(payload, tc.codecs[i], tc.codecs[other])
 				for k, p := range got {
 					if string(p.Payload) != string(want) {
@@ -439,7 +440,13 @@ func TestBridgeStop(t *testing.T) {
 	if len(played) != 2 {
 		t.Fatalf("%d packets played after Stop, want 2", len(played))
 	}
-	checkStream(t, played, relayed[0].SSRC, 0, relayed[2].SequenceNumber+1, a.LocalAddr())
+	// One stream throughout: the relayed packets, then the stream's own
+	// (silence maybe, and the Play), a new talkspurt.
+	log := g.peers[0].log
+	if markers := checkContinuous(t, log); len(markers) < 2 || log[markers[len(markers)-2]].SequenceNumber != relayed[0].SequenceNumber ||
+		log[markers[len(markers)-1]].SequenceNumber != relayed[2].SequenceNumber+1 {
+		t.Errorf("markers on packets %v of %d: want on the first relayed and the first after Stop", markers, len(log))
+	}
 	if d := played[0].Timestamp - relayed[2].Timestamp; d < FrameSamples || d > SampleRate {
 		t.Errorf("the agent's clock went on %d after the last relayed packet", d)
 	}
@@ -467,7 +474,10 @@ func TestBridgeStop(t *testing.T) {
 	if len(again) != 2 {
 		t.Fatalf("%d packets relayed by the second bridge, want 2", len(again))
 	}
-	checkStream(t, again, relayed[0].SSRC, 0, played[1].SequenceNumber+1, a.LocalAddr())
+	log = g.peers[0].log
+	if markers := checkContinuous(t, log); log[markers[len(markers)-1]].SequenceNumber != again[0].SequenceNumber {
+		t.Errorf("markers on packets %v of %d: want on the first relayed again", markers, len(log))
+	}
 	br2.Stop()
 }
 
