@@ -21,7 +21,9 @@
 //
 // All PCM is 8 kHz mono 16-bit linear in 20 ms frames (frame.go). The
 // media path never blocks and never allocates per packet: a Session reuses
-// its buffers, queues audio to send in pooled blocks, bounds every queue
-// and drops (and counts) what does not fit or is not taken in time, and
-// paces what it sends against absolute deadlines.
+// its send and receive buffers, hands out received frames carved from
+// slabs it allocates every 50 frames, queues audio to send in pooled
+// blocks, bounds every queue and drops (and counts) what does not fit or
+// is not taken in time, and paces what it sends against absolute
+// deadlines.
 package media

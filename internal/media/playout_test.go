@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 )
 
 // TestStreamIsContinuous checks an idle Session sends a steady stream of
@@ -479,6 +481,84 @@ func TestPartialFrames(t *testing.T) {
 		if n != blockSamples/FrameSamples+1 {
 			t.Errorf("%d frames", n)
 		}
+	}
+}
+
+// TestFramesStayIntact holds every frame received, as a slow consumer
+// does, until all have come: none was written over.
+func TestFramesStayIntact(t *testing.T) {
+	peer := newRawPeer(t)
+	s := listen(t)
+	if err := s.Start(params(PCMU, peer.addr())); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*slabFrames + 7
+	frames := make(chan Frame, n)
+	s.SetAudioSink(frames, 7)
+	sent := make([][]int16, n)
+	for i := range sent {
+		sent[i] = tone(FrameSamples, float64(200+10*i), 6000)
+		peer.sendAudio(s.LocalAddr(), 9, uint32(i*FrameSamples), sent[i])
+		if i%20 == 19 {
+			time.Sleep(5 * time.Millisecond) // not all at once into the socket buffer
+		}
+	}
+	var got []Frame
+	timeout := time.After(5 * time.Second)
+	for len(got) < n {
+		select {
+		case f := <-frames:
+			got = append(got, f)
+		case <-timeout:
+			t.Fatalf("%d frames of %d; stats %+v", len(got), n, s.Stats())
+		}
+	}
+	for i, f := range got {
+		if f.Leg != 7 || f.At.IsZero() || len(f.PCM) != FrameSamples || cap(f.PCM) != FrameSamples {
+			t.Fatalf("frame %d: leg %d, at %v, %d samples (cap %d)", i, f.Leg, f.At, len(f.PCM), cap(f.PCM))
+		}
+		for k, v := range f.PCM {
+			if want := ULawToLinear(LinearToULaw(sent[i][k])); v != want {
+				t.Fatalf("frame %d sample %d: %d, want %d: written over", i, k, v, want)
+			}
+		}
+	}
+	select {
+	case f := <-s.Audio():
+		t.Errorf("a frame of %d samples on Audio with a sink set", len(f))
+	default:
+	}
+	// Back to Audio.
+	s.SetAudioSink(nil, 0)
+	peer.sendAudio(s.LocalAddr(), 9, uint32(n*FrameSamples), sent[0])
+	collect(t, s, 1, 2*time.Second)
+}
+
+// TestAudioHandler checks a handler gets the frames, and that a frame it
+// refuses is counted as dropped.
+func TestAudioHandler(t *testing.T) {
+	peer := newRawPeer(t)
+	s := listen(t)
+	if err := s.Start(params(PCMA, peer.addr())); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var legs []int
+	s.SetAudioHandler(3, func(f Frame) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		legs = append(legs, f.Leg)
+		return len(legs) <= 2
+	})
+	payload := make([]byte, FrameSamples)
+	for i := range 3 {
+		peer.send(s.LocalAddr(), rtp.Header{PayloadType: 8, SequenceNumber: uint16(i), Timestamp: uint32(i * FrameSamples), SSRC: 4}, payload)
+	}
+	st := waitStats(t, s, func(st Stats) bool { return st.Dropped == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(legs) != "[3 3 3]" || st.PacketsReceived != 3 {
+		t.Errorf("handler saw legs %v; stats %+v", legs, st)
 	}
 }
 

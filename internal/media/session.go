@@ -33,14 +33,17 @@ import (
 // (RFC 4733 §2.5.1.2).
 //
 // Receiving: packets are read into one buffer, parsed into one reused
-// rtp.Packet, decoded into a ring of frames and handed out on Audio, all
-// without allocating. There is no jitter buffer: a packet that arrives
-// after a later one is dropped and counted (the agent listens, it does
-// not record). Telephone-events become digits on Digits. The Session
-// sends to the address in the peer's SDP until the first valid packet
-// arrives, then to wherever that came from and takes packets only from
-// there (symmetric RTP, RFC 4961, which is how a caller behind NAT is
-// reached).
+// rtp.Packet, and decoded into 20 ms frames that become the receiver's
+// own: they are carved out of slabs of 50 frames, a new slab when one is
+// used up, so a frame is never written again once handed out and
+// receiving does not allocate per packet. Frames go on Audio, or to the
+// sink the owner set (SetAudioSink, SetAudioHandler). There is no jitter
+// buffer: a packet that arrives after a later one is dropped and counted
+// (the agent listens, it does not record). Telephone-events become digits
+// on Digits. The Session sends to the address in the peer's SDP until the
+// first valid packet arrives, then to wherever that came from and takes
+// packets only from there (symmetric RTP, RFC 4961, which is how a caller
+// behind NAT is reached).
 //
 // Bridged (see Bridge), a Session relays what it receives to the other
 // leg instead of decoding it, and sends what the other leg relays to it;
@@ -68,6 +71,7 @@ type Session struct {
 	latchID  atomic.Uint64                  // bumped when the SDP names a new remote: latch again
 
 	audio    chan []int16
+	sink     atomic.Pointer[audioSink] // where frames go instead of audio
 	digits   chan rune
 	inactive chan struct{}
 	dedupe   digitDedupe
@@ -104,7 +108,7 @@ type Stats struct {
 	// PacketsReceived counts RTP packets taken from the peer.
 	PacketsReceived uint64
 	// Dropped counts 20 ms frames and digits thrown away because their
-	// reader did not keep up.
+	// reader (or sink) did not keep up.
 	Dropped uint64
 	// PacketsLate counts packets dropped for arriving after a later one,
 	// or twice.
@@ -143,9 +147,9 @@ const (
 	maxDatagram = 1500
 	// audioQueue is how many 20 ms frames Audio buffers (320 ms).
 	audioQueue = 16
-	// audioRing is how many frame buffers the receiver cycles through:
-	// the queue, the one being filled, and two the reader may still hold.
-	audioRing = audioQueue + 3
+	// slabFrames is how many frames a slab of received audio holds: the
+	// receiver allocates once every slabFrames frames handed out.
+	slabFrames = 50
 	// digitQueue is how many digits Digits buffers.
 	digitQueue = 32
 	// rtpHeaderSize is the fixed header Switchback sends (RFC 3550 §5.1:
@@ -245,10 +249,10 @@ func (s *Session) Remote() netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// Audio delivers the peer's audio as 20 ms frames of 8 kHz linear PCM.
-// Frames not taken in time are dropped and counted. A frame stays valid
-// until two more have been taken: copy it to keep it longer. The channel
-// is closed by Close.
+// Audio delivers the peer's audio as 20 ms frames of 8 kHz linear PCM,
+// unless a sink was set (SetAudioSink, SetAudioHandler). Each frame is the
+// reader's own: the Session never writes it again. Frames not taken in
+// time are dropped and counted. The channel is closed by Close.
 func (s *Session) Audio() <-chan []int16 { return s.audio }
 
 // Digits delivers the peer's DTMF digits, from RFC 4733 events and from
@@ -281,6 +285,51 @@ func (s *Session) Stats() Stats {
 		SilenceSent:     s.stats.silence.Load(),
 		PlayoutOverflow: s.stats.overflow.Load(),
 	}
+}
+
+// Frame is 20 ms of audio a Session received, as a sink gets it.
+type Frame struct {
+	// Leg is the label the Session's owner gave with the sink.
+	Leg int
+	// PCM is FrameSamples samples of 8 kHz mono linear PCM, the
+	// receiver's own: the Session never writes it again.
+	PCM []int16
+	// At is when the packet that completed the frame arrived.
+	At time.Time
+}
+
+// audioSink is where a Session's frames go instead of Audio.
+type audioSink struct {
+	leg     int
+	ch      chan<- Frame
+	handler func(Frame) bool
+}
+
+// SetAudioSink sends the Session's frames on ch, labelled leg, instead of
+// on Audio, from the next frame on; a nil ch sends them on Audio again.
+// The send never blocks: a frame ch has no room for is dropped and
+// counted. The two legs of a call may share one ch, each with its label.
+// The Session never closes ch.
+func (s *Session) SetAudioSink(ch chan<- Frame, leg int) {
+	if ch == nil {
+		s.sink.Store(nil)
+		return
+	}
+	s.sink.Store(&audioSink{leg: leg, ch: ch})
+}
+
+// SetAudioHandler hands the Session's frames, labelled leg, to handler
+// instead of sending them on Audio, from the next frame on; a nil handler
+// sends them on Audio again. handler runs on the Session's receive
+// goroutine: it must return at once, reporting whether it took the frame
+// (a frame it did not take is counted as dropped). It lets an owner put
+// frames on a channel of its own type with no goroutine in between.
+func (s *Session) SetAudioHandler(leg int, handler func(Frame) bool) {
+	if handler == nil {
+		s.sink.Store(nil)
+		return
+	}
+	s.sink.Store(&audioSink{leg: leg, handler: handler})
 }
 
 // Close stops the Session's goroutines and its stream, releases its
@@ -428,9 +477,14 @@ type receiver struct {
 	hasSSRC bool
 	maxSeq  uint16
 	dtmf    DTMFDetector
-	frames  [audioRing][FrameSamples]int16
-	next    int // the frame being filled
-	fill    int // samples in it
+	// frame is the frame being filled, fill samples of it so far; slab
+	// is what is left of the slab frames are carved from. A frame handed
+	// out is never written again: the next comes from the slab, and a new
+	// slab is allocated when it runs out, the old one collected once its
+	// frames are.
+	frame []int16
+	fill  int
+	slab  []int16
 }
 
 func newReceiver() *receiver {
@@ -537,23 +591,56 @@ func (s *Session) receive(rx *receiver, b []byte, from netip.AddrPort, now time.
 		}
 		return
 	}
-	payload := rx.pkt.Payload
+	s.decodeAudio(rx, p.Codec, rx.pkt.Payload, now)
+}
+
+// decodeAudio decodes payload, in codec, into 20 ms frames for Audio or
+// the sink. It is on the per-packet path: it allocates only a new slab,
+// once every slabFrames frames handed out.
+func (s *Session) decodeAudio(rx *receiver, codec Codec, payload []byte, now time.Time) {
 	for len(payload) > 0 {
-		frame := &rx.frames[rx.next]
-		n := p.Codec.Decode(frame[rx.fill:], payload)
+		if rx.frame == nil {
+			if len(rx.slab) < FrameSamples {
+				rx.slab = make([]int16, slabFrames*FrameSamples)
+			}
+			rx.frame, rx.slab = rx.slab[:FrameSamples:FrameSamples], rx.slab[FrameSamples:]
+		}
+		n := codec.Decode(rx.frame[rx.fill:], payload)
 		payload = payload[n:]
 		rx.fill += n
 		if rx.fill < FrameSamples {
 			break
 		}
 		rx.fill = 0
-		select {
-		case s.audio <- frame[:]:
-			rx.next = (rx.next + 1) % audioRing
-		default:
-			s.stats.dropped.Add(1)
+		if s.deliverFrame(rx.frame, now) {
+			rx.frame = nil // the receiver's now; a frame dropped is filled again
 		}
 	}
+}
+
+// deliverFrame hands frame to the sink, or to Audio, without waiting,
+// and reports whether it was taken.
+func (s *Session) deliverFrame(frame []int16, now time.Time) bool {
+	ok := false
+	if sk := s.sink.Load(); sk == nil {
+		select {
+		case s.audio <- frame:
+			ok = true
+		default:
+		}
+	} else if sk.handler != nil {
+		ok = sk.handler(Frame{Leg: sk.leg, PCM: frame, At: now})
+	} else {
+		select {
+		case sk.ch <- Frame{Leg: sk.leg, PCM: frame, At: now}:
+			ok = true
+		default:
+		}
+	}
+	if !ok {
+		s.stats.dropped.Add(1)
+	}
+	return ok
 }
 
 // InfoDigit delivers a digit the peer sent in a SIP INFO (see
