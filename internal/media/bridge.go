@@ -49,15 +49,16 @@ import (
 // does not receive drops what arrives, as always. Direction, codec and
 // address changes (Update, SetDirection) take effect from the next packet.
 //
-// While bridged a Session hands out no audio and no RTP digits (it decodes
-// nothing); its own stream sends nothing (no silence, the relayed packets
-// take its place), its playout queue waits, and Plays and SendDigits wait
-// until Stop; its Stats, its LastReceived and its inactivity timeout go
-// on.
+// While bridged a Session hands out no RTP digits, and no audio unless
+// the Bridge listens (Listen); its own stream sends nothing (no silence,
+// the relayed packets take its place), its playout queue waits, and Plays
+// and SendDigits wait until Stop; its Stats, its LastReceived and its
+// inactivity timeout go on.
 type Bridge struct {
 	relays        [2]relay // relays[i] takes what leg i receives to leg 1-i
 	digits        chan LegDigit
 	digitsDropped atomic.Uint64
+	listen        atomic.Bool
 	stopOnce      sync.Once
 }
 
@@ -114,8 +115,8 @@ func NewBridge(ctx context.Context, a, b *Session) (*Bridge, error) {
 		return nil, errNotStarted
 	}
 	br := &Bridge{digits: make(chan LegDigit, digitQueue)}
-	br.relays[0] = relay{br: br, leg: 0, to: b}
-	br.relays[1] = relay{br: br, leg: 1, to: a}
+	br.relays[0] = relay{br: br, leg: 0, from: a, to: b}
+	br.relays[1] = relay{br: br, leg: 1, from: b, to: a}
 	if !a.relay.CompareAndSwap(nil, &br.relays[0]) {
 		return nil, ErrBridged
 	}
@@ -195,6 +196,13 @@ func (br *Bridge) Stop() {
 	})
 }
 
+// Listen, while on, has each leg also decode the audio it relays into
+// frames for its own Session's Audio or sink (SetAudioSink), so that an
+// agent keeps hearing both legs of a bridged call: give the legs' sinks
+// one channel and a label each. It is off by default, and a Bridge that
+// does not listen decodes nothing. It takes effect from the next packet.
+func (br *Bridge) Listen(on bool) { br.listen.Store(on) }
+
 // Digits delivers the DTMF digits either leg receives as RFC 4733
 // telephone-events, each press once, whether or not it was relayed.
 // Digits not taken in time are dropped and counted: the relay never
@@ -229,9 +237,10 @@ const (
 // relay is one direction of a Bridge: the packets one leg receives, sent
 // on from the other leg, to.
 type relay struct {
-	br  *Bridge
-	leg int
-	to  *Session
+	br   *Bridge
+	leg  int
+	from *Session // the leg that receives
+	to   *Session // the leg that sends on
 
 	// mu is held while a packet is relayed, by the receiving leg's
 	// goroutine; Stop takes it to know none is.
@@ -284,6 +293,10 @@ func (r *relay) relay(rx *receiver, p *Params, b []byte, isEvent bool, now time.
 		r.mark = true
 	}
 	r.lastSeq = seq
+	if !isEvent && r.br.listen.Load() {
+		// Before the payload is transcoded in place.
+		r.from.decodeAudio(rx, p.Codec, pkt.Payload, now)
+	}
 
 	var pt uint8
 	if isEvent {

@@ -661,6 +661,31 @@ func TestBridgeDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestBridgeListeningDoesNotAllocate: a listening Bridge decodes what it
+// relays into frames the sink keeps; that costs a slab every slabFrames
+// frames, and nothing per packet.
+func TestBridgeListeningDoesNotAllocate(t *testing.T) {
+	g := newBridgeRig(t, [2]Params{params(PCMU, netip.AddrPort{}), params(PCMA, netip.AddrPort{})})
+	const runs = 10 * slabFrames
+	kept := make([][]int16, 0, runs+2)
+	g.legs[0].SetAudioHandler(0, func(f Frame) bool {
+		if len(kept) < cap(kept) {
+			kept = append(kept, f.PCM)
+		}
+		return true
+	})
+	br := g.bridge()
+	br.Listen(true)
+	relayOne := relayLoop(t, g, false)
+	relayOne()
+	if allocs := mallocs(runs, relayOne); allocs > runs/slabFrames+1 {
+		t.Errorf("%d allocations for %d packets relayed and heard, want a slab every %d", allocs, runs, slabFrames)
+	}
+	if st := br.Stats(); st.Legs[0].Relayed != runs+2 || len(kept) != runs+2 {
+		t.Errorf("stats %+v, %d frames heard", st.Legs[0], len(kept))
+	}
+}
+
 // relayLoop returns a function sending one packet from peer 0 and reading
 // it at peer 1, without allocating itself.
 func relayLoop(t testing.TB, g *bridgeRig, event bool) func() {

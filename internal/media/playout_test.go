@@ -562,6 +562,60 @@ func TestAudioHandler(t *testing.T) {
 	}
 }
 
+// TestBridgeListens checks a listening Bridge hands both legs' audio,
+// each decoded with its leg's codec and labelled, to one channel, and a
+// Bridge that does not listen hands out none.
+func TestBridgeListens(t *testing.T) {
+	for _, listening := range []bool{true, false} {
+		t.Run(fmt.Sprint("listen=", listening), func(t *testing.T) {
+			g := newBridgeRig(t, [2]Params{params(PCMU, netip.AddrPort{}), params(PCMA, netip.AddrPort{})})
+			frames := make(chan Frame, 64)
+			g.legs[0].SetAudioSink(frames, 0)
+			g.legs[1].SetAudioSink(frames, 1)
+			br := g.bridge()
+			br.Listen(listening)
+			payloads := [2][]byte{codes(FrameSamples, 0), codes(FrameSamples, 100)}
+			g.sendAudio(0, 3, 0, payloads[0])
+			g.sendAudio(1, 2, 8, payloads[1])
+			for i := range 2 {
+				if got := g.peers[1-i].read(100 * time.Millisecond); len(got) != 3-i {
+					t.Fatalf("leg %d relayed %d packets, want %d", i, len(got), 3-i)
+				}
+			}
+			if !listening {
+				if len(frames) != 0 {
+					t.Errorf("%d frames from a Bridge not listening", len(frames))
+				}
+				return
+			}
+			var n [2]int
+			for len(frames) > 0 {
+				f := <-frames
+				n[f.Leg]++
+				want := make([]int16, FrameSamples)
+				[]Codec{PCMU, PCMA}[f.Leg].Decode(want, payloads[f.Leg])
+				if fmt.Sprint(f.PCM) != fmt.Sprint(want) {
+					t.Errorf("leg %d frame: %v…, want %v…", f.Leg, f.PCM[:4], want[:4])
+				}
+			}
+			if n != [2]int{3, 2} {
+				t.Errorf("frames by leg %v, want [3 2]", n)
+			}
+			// Stopped, the legs' audio goes to their sinks as before.
+			br.Stop()
+			g.sendAudio(1, 1, 8, payloads[1])
+			select {
+			case f := <-frames:
+				if f.Leg != 1 {
+					t.Errorf("frame of leg %d after Stop", f.Leg)
+				}
+			case <-time.After(2 * time.Second):
+				t.Error("no frame after Stop")
+			}
+		})
+	}
+}
+
 // TestSendPathDoesNotAllocate pins the send side of the media path: a
 // slot of queued audio, of a Play, of silence, marks delivered, allocate
 // nothing. Blocks of queued audio come from a sync.Pool and go back to it

@@ -46,8 +46,9 @@ import (
 // behind NAT is reached).
 //
 // Bridged (see Bridge), a Session relays what it receives to the other
-// leg instead of decoding it, and sends what the other leg relays to it;
-// its playout queue waits until the Bridge stops.
+// leg instead of decoding it (unless the Bridge listens), and sends what
+// the other leg relays to it; its playout queue waits until the Bridge
+// stops.
 //
 // Time is the wall clock, not an injected one: pacing is real time
 // against a real socket.
