@@ -309,8 +309,9 @@ type audioSink struct {
 // SetAudioSink sends the Session's frames on ch, labelled leg, instead of
 // on Audio, from the next frame on; a nil ch sends them on Audio again.
 // The send never blocks: a frame ch has no room for is dropped and
-// counted. The two legs of a call may share one ch, each with its label.
-// The Session never closes ch.
+// counted, so give ch a buffer (a few hundred milliseconds of frames).
+// The two legs of a call may share one ch, each with its label. The
+// Session never closes ch.
 func (s *Session) SetAudioSink(ch chan<- Frame, leg int) {
 	if ch == nil {
 		s.sink.Store(nil)
@@ -322,9 +323,11 @@ func (s *Session) SetAudioSink(ch chan<- Frame, leg int) {
 // SetAudioHandler hands the Session's frames, labelled leg, to handler
 // instead of sending them on Audio, from the next frame on; a nil handler
 // sends them on Audio again. handler runs on the Session's receive
-// goroutine: it must return at once, reporting whether it took the frame
-// (a frame it did not take is counted as dropped). It lets an owner put
-// frames on a channel of its own type with no goroutine in between.
+// goroutine, or while bridged on the relay's path: it must return at
+// once, without calling the Session or its Bridge, reporting whether it
+// took the frame (a frame it did not take is counted as dropped). It lets
+// an owner put frames on a channel of its own type with no goroutine in
+// between.
 func (s *Session) SetAudioHandler(leg int, handler func(Frame) bool) {
 	if handler == nil {
 		s.sink.Store(nil)
