@@ -738,3 +738,38 @@ func BenchmarkBridgeRelay(b *testing.B) {
 		})
 	}
 }
+
+// TestBridgeHoldsTheQueue checks what a bridged leg does with its playout
+// queue: it leaves the pacer (an idle bridged call costs it nothing), its
+// queued audio waits for Stop and then goes, marked, on the same stream,
+// and a mark with nothing before it is delivered at once.
+func TestBridgeHoldsTheQueue(t *testing.T) {
+	g := newBridgeRig(t, [2]Params{params(PCMU, netip.AddrPort{}), params(PCMU, netip.AddrPort{})})
+	a := g.legs[0]
+	br := g.bridge()
+	for i, s := range g.legs {
+		s.lifeMu.Lock()
+		if s.pace.shard != nil {
+			t.Errorf("leg %d on the pacer's wheel while bridged", i)
+		}
+		s.lifeMu.Unlock()
+	}
+	a.Mark("at once")
+	waitMark(t, a, "at once")
+	a.Enqueue(tone(3*FrameSamples, 500, 5000))
+	a.Mark("after")
+	select {
+	case m := <-a.Marks():
+		t.Fatalf("mark %q while its audio waits for the bridge", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := g.peers[0].read(50 * time.Millisecond); len(got) != 0 {
+		t.Fatalf("%d packets of the queue sent while bridged", len(got))
+	}
+	br.Stop()
+	waitMark(t, a, "after")
+	if got := g.peers[0].read(100 * time.Millisecond); len(got) != 3 {
+		t.Fatalf("%d packets of the queue after Stop, want 3", len(got))
+	}
+	checkContinuous(t, g.peers[0].log)
+}

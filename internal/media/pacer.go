@@ -100,8 +100,8 @@ func (p *pacer) join(s *Session) {
 	}
 }
 
-// leave takes s off its wheel. Once it returns, no goroutine of the pacer
-// touches s again.
+// leave takes s off its wheel, if it is on one. Once it returns, no
+// goroutine of the pacer touches s again.
 func (p *pacer) leave(s *Session) {
 	sh := s.pace.shard
 	if sh == nil {

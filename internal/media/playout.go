@@ -58,8 +58,8 @@ type playout struct {
 	// see a mark.
 	markCh chan string
 	closed bool
-	// bridged is set while a Bridge holds the stream: the queue waits
-	// and the slots send nothing.
+	// bridged is set while a Bridge holds the stream: the Session is off
+	// the pacer's wheel, and its queue waits.
 	bridged bool
 	// next is the deadline of the stream's next slot.
 	next time.Time
@@ -233,6 +233,11 @@ func (s *Session) Mark(name string) error {
 	}
 	po.push(item{kind: markItem, name: name})
 	po.marks++
+	if po.bridged {
+		// No slot comes while bridged; a mark with nothing before it
+		// need not wait for one.
+		po.deliverMarks(s)
+	}
 	return nil
 }
 
@@ -401,9 +406,7 @@ func (s *Session) tick(tx *sender, now time.Time) {
 				// skip the slots missed (their audio waits: it is late,
 				// not lost), and start a new talkspurt.
 				deadline = deadline.Add(lag / frameDuration * frameDuration)
-				if !po.bridged {
-					s.out.silent = true
-				}
+				s.out.silent = true
 			}
 		}
 		po.next = deadline.Add(frameDuration)
@@ -413,15 +416,11 @@ func (s *Session) tick(tx *sender, now time.Time) {
 
 // slot fills the 20 ms slot whose audio plays out at deadline: with the
 // next event packet of a digit under way or at the head of the queue,
-// with the next frame queued, or with silence. While bridged it sends
-// nothing and the queue waits; marks with nothing before them go either
-// way.
+// with the next frame queued, or with silence, and delivers the marks
+// whose audio has gone.
 func (s *Session) slot(tx *sender, deadline time.Time) {
 	po := &s.po
 	po.deliverMarks(s)
-	if po.bridged {
-		return
-	}
 	out := &s.out
 	ts := out.tsAt(deadline)
 	if out.sentAny && int32(ts-out.end) < 0 {
@@ -494,21 +493,31 @@ func (po *playout) nextFrame(tx *sender, deadline time.Time) []int16 {
 	return tx.pad[:]
 }
 
-// holdForBridge hands the stream to a Bridge: slots send nothing and the
-// queue waits until resumeFromBridge.
+// holdForBridge hands the stream to a Bridge: the Session leaves the
+// pacer, so that nothing of its own is sent and its queue waits (and an
+// idle bridged call costs the pacer nothing), until resumeFromBridge.
 func (s *Session) holdForBridge() {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	sharedPacer.leave(s)
 	s.po.mu.Lock()
 	s.po.bridged = true
 	s.po.mu.Unlock()
 }
 
-// resumeFromBridge takes the stream back from a Bridge: the next packet
-// starts a talkspurt, on the clock the relayed packets ran.
+// resumeFromBridge takes the stream back from a Bridge: the Session joins
+// the pacer again, and its next packet starts a talkspurt, on the clock
+// the relayed packets ran.
 func (s *Session) resumeFromBridge() {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
 	s.po.mu.Lock()
 	s.po.bridged = false
 	s.out.silent = true
 	s.po.mu.Unlock()
+	if !s.closed {
+		sharedPacer.join(s)
+	}
 }
 
 // closePlayout empties the queue once the pacer has let go of the

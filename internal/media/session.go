@@ -79,9 +79,9 @@ type Session struct {
 
 	turn chan struct{} // held by the one Play or SendDigit under way, or by a Bridge
 	po   playout       // the queue and the stream's slots
-	pace paceSlot      // where the pacer holds the Session
-	// out is the stream sent: by the pacer under po.mu, or by a Bridge
-	// while po.bridged.
+	pace paceSlot      // where the pacer holds the Session; set under lifeMu
+	// out is the stream sent: by the pacer under po.mu while the Session
+	// is on its wheel, or by a Bridge while it is not.
 	out stream
 
 	// relay, while the Session is one leg of a Bridge, takes the packets
@@ -348,10 +348,8 @@ func (s *Session) Close() error {
 	s.closed = true
 	close(s.closing)
 	started := s.started.Load()
+	sharedPacer.leave(s) // under lifeMu, as a Bridge's leave and join
 	s.lifeMu.Unlock()
-	if started {
-		sharedPacer.leave(s)
-	}
 	s.closePlayout()
 	err := s.conn.Close()
 	if s.rtcp != nil {
