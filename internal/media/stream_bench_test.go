@@ -13,16 +13,25 @@ import (
 
 // BenchmarkPacedSessions measures what many Sessions sending a 20 ms
 // packet every 20 ms cost the process: each iteration is one second of
-// every Session playing audio to a sink socket that never reads (the
-// kernel drops what overflows it, so the figure is the senders' alone).
+// every Session playing audio (play), or idle (idle: the stream of
+// silence), to a sink socket that never reads (the kernel drops what
+// overflows it, so the figure is the senders' alone).
 // It reports the CPU the process spent per second of wall time (cpu-%,
 // in percent of one core), per packet sent (cpu-µs/pkt), and the packets
 // sent more than 20 ms after their deadline (late/s).
 //
 //	go test ./internal/media -run '^$' -bench PacedSessions -benchtime 5x
 func BenchmarkPacedSessions(b *testing.B) {
-	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, bc := range []struct {
+		n    int
+		play bool
+	}{{100, true}, {1000, true}, {1000, false}} {
+		name := fmt.Sprint(bc.n, "/play")
+		if !bc.play {
+			name = fmt.Sprint(bc.n, "/idle")
+		}
+		n := bc.n
+		b.Run(name, func(b *testing.B) {
 			sink, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
 			if err != nil {
 				b.Fatal(err)
@@ -46,6 +55,9 @@ func BenchmarkPacedSessions(b *testing.B) {
 			var playing sync.WaitGroup
 			pcm := tone(SampleRate*600, 440, 8000) // read, never written: shared
 			for _, s := range sessions {
+				if !bc.play {
+					break
+				}
 				playing.Add(1)
 				go func() {
 					defer playing.Done()
@@ -56,7 +68,7 @@ func BenchmarkPacedSessions(b *testing.B) {
 				cancel()
 				playing.Wait()
 			}()
-			time.Sleep(time.Second) // every Play under way
+			time.Sleep(time.Second) // every Session under way
 
 			sent := func() (n, late uint64) {
 				for _, s := range sessions {
