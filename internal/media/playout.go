@@ -12,8 +12,8 @@ import (
 // not fit in the playout queue and was dropped.
 var ErrPlayoutFull = errors.New("rtp: playout queue full")
 
-// ErrTooManyMarks is what Mark returns when maxMarks marks are already
-// pending or delivered and not yet read.
+// ErrTooManyMarks is what Mark returns when 256 marks are already pending
+// or delivered and not yet read.
 var ErrTooManyMarks = errors.New("rtp: too many marks pending")
 
 // ErrCleared is what a Play returns when Clear dropped its audio.
@@ -159,7 +159,7 @@ func (po *playout) marksChan() chan string {
 	return po.markCh
 }
 
-// limit returns the most audio Enqueue queues, in samples.
+// playoutLimit returns the most audio Enqueue queues, in samples.
 func (s *Session) playoutLimit() int {
 	d := s.PlayoutLimit
 	if d <= 0 {
@@ -176,8 +176,8 @@ func (s *Session) playoutLimit() int {
 //
 // Audio may come in pieces of any size: they are sent as one stream, cut
 // into 20 ms frames. A last frame shorter than 20 ms waits for more audio
-// for up to a frame's time, and is then sent padded with silence; a Mark
-// or a Play after it pads it at once. Enqueue may be called before Start:
+// for up to a frame's time, and is then sent padded with silence; a Mark,
+// Play or SendDigit after it pads it at once. Enqueue may be called before Start:
 // the audio waits for it.
 func (s *Session) Enqueue(pcm []int16) error {
 	po := &s.po
