@@ -224,6 +224,8 @@ func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (
 		hangUp()
 		return fail("bridge the return leg: " + err.Error())
 	}
+	// An agent that follows the call hears both legs (Follower).
+	mb.Listen(listen)
 	l.setPeer(ret)
 	ret.setPeer(l)
 	ack()

@@ -84,6 +84,7 @@ func newLeg(e *Edge, name switchback.Leg, d dialogSession, sess *media.Session, 
 // run starts the leg's goroutines: its session timer, its INFO sender, and
 // the delivery of its digits and audio to the call. They end with close.
 func (l *leg) run() {
+	l.hear()
 	l.wg.Add(3)
 	go l.runTimer()
 	go l.sendInfos()

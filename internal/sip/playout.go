@@ -5,23 +5,24 @@ import (
 	"time"
 
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/media"
 )
 
 // The caller leg's playout, for the call runtime (call.Leg): the media
 // session's queue.
 
 func (l *leg) Play(ctx context.Context, pcm []int16) error { return l.media.Play(ctx, pcm) }
-func (l *leg) Enqueue(pcm []int16) error                   { return nil }
-func (l *leg) Mark(name string) error                      { return nil }
-func (l *leg) Marks() <-chan string                        { return nil }
-func (l *leg) Clear()                                      {}
+func (l *leg) Enqueue(pcm []int16) error                   { return l.media.Enqueue(pcm) }
+func (l *leg) Mark(name string) error                      { return l.media.Mark(name) }
+func (l *leg) Marks() <-chan string                        { return l.media.Marks() }
+func (l *leg) Clear()                                      { l.media.Clear() }
 
 // Drain waits until the queued audio has been sent, the leg ends, or ctx
 // ends.
 func (l *leg) Drain(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for false {
+	for l.media.Queued() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -33,9 +34,24 @@ func (l *leg) Drain(ctx context.Context) error {
 	return nil
 }
 
-// deliver hands the leg's digits and audio to the call until the leg
-// closes, and ends the leg when its RTP stops (sip.rtpTimeout): the peer
-// is gone without a BYE.
+// hear hands the leg's audio to its call, on the media's receive path:
+// each frame goes on the call's channel, or is dropped if the call is
+// behind.
+func (l *leg) hear() {
+	frames := l.rep.Frames()
+	l.media.SetAudioHandler(0, func(f media.Frame) bool {
+		select {
+		case frames <- switchback.AudioFrame{Leg: l.name, PCM: f.PCM, At: f.At}:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// deliver hands the leg's digits to the call until the leg closes, and
+// ends the leg when its RTP stops (sip.rtpTimeout): the peer is gone
+// without a BYE.
 func (l *leg) deliver() {
 	defer l.wg.Done()
 	inactive := l.media.Inactive()
@@ -49,16 +65,6 @@ func (l *leg) deliver() {
 			l.end("rtp-timeout")
 		case d := <-l.media.Digits():
 			l.rep.Digit(switchback.Digit{Leg: l.name, Digit: d, At: time.Now()})
-		case pcm, ok := <-l.media.Audio():
-			if !ok {
-				<-l.stop
-				return
-			}
-			f := switchback.AudioFrame{Leg: l.name, PCM: append([]int16(nil), pcm...), At: time.Now()}
-			select {
-			case l.rep.Frames() <- f:
-			default:
-			}
 		}
 	}
 }
