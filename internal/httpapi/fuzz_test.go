@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchback/switchback"
 )
@@ -18,6 +21,11 @@ func FuzzCreateRequest(f *testing.F) {
 		`{"id":"t-1","externalConversationId":"c","type":"SIP","sip":{"returnURI":"sip:a@b;User-to-User=1","returnTransferType":"REFER"},"inputContext":{"taskName":"x","inputVariables":{"a":"1"}}}`,
 		`{"id":"t","externalConversationId":"c","type":"SIP","sip":{"returnUri":"sip:a@b","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"u","password":"p"}}}`,
 		`{"id":5}`, `[]`, `null`, `{"id":"a/b"}`, `{"sip":{"returnURI":"sip:a@b","returnUri":"sip:c@d"}}`, `{"id":"x"}{"id":"y"}`, "\xff",
+		`{"ID":"t","externalConversationId":"c","type":"SIP"}`, `{"id":"A","id":"B","externalConversationId":"c","type":"SIP"}`,
+		`{"id":"t","externalConversationId":"c","type":"SIP","ſip":{}}`, `{"id":"t","externalConversationId":"c","type":"SIP","sip":{},"sip":{}}`,
+		`{"id":"t","externalConversationId":"\ud800","type":"SIP"}`, `{"id":"t","externalConversationId":"\ud83d\ude00","type":"SIP"}`,
+		`{"id":"t","externalConversationId":"c","type":"SIP","inputContext":{"inputVariables":{"k":"1","k":"2"}}}`,
+		`{"id":"t","externalConversationId":"c","type":"SIP","sip":null}`, `{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
 	} {
 		f.Add(s)
 	}
@@ -29,6 +37,16 @@ func FuzzCreateRequest(f *testing.F) {
 				t.Fatalf("decode %q: not a domain error: %v", body, err)
 			}
 			return
+		}
+		// Whatever is accepted was read with exact names only: a generic
+		// decoder, which keeps names as written, finds no other.
+		var generic map[string]any
+		if err := json.Unmarshal([]byte(body), &generic); err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
+		}
+		checkExactNames(t, body, generic, reflect.TypeOf(req))
+		if !utf8.ValidString(body) || hasNUL(generic) {
+			t.Fatalf("accepted %q", body)
 		}
 		tr, err := req.transfer("acme")
 		if err != nil {
@@ -62,6 +80,55 @@ func FuzzCreateRequest(f *testing.F) {
 			t.Fatal("request hash is not deterministic")
 		}
 	})
+}
+
+// checkExactNames fails t if an object of v, decoded generically from
+// body, has a member that is not exactly a field of typ at its level.
+func checkExactNames(t *testing.T, body string, v any, typ reflect.Type) {
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	switch typ.Kind() {
+	case reflect.Struct:
+		fields := jsonFields(typ)
+		for k, sub := range m {
+			ft, ok := fields[k]
+			if !ok {
+				t.Fatalf("accepted %q with member %q", body, k)
+			}
+			checkExactNames(t, body, sub, ft)
+		}
+	case reflect.Map:
+		for _, sub := range m {
+			checkExactNames(t, body, sub, typ.Elem())
+		}
+	}
+}
+
+// hasNUL reports whether a generically decoded value holds a NUL in a
+// string or a member name.
+func hasNUL(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.ContainsRune(v, 0)
+	case []any:
+		for _, e := range v {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range v {
+			if strings.ContainsRune(k, 0) || hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func FuzzCursor(f *testing.F) {

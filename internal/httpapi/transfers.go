@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,8 +22,13 @@ func handleCreate(d Deps) http.Handler {
 		}
 		var req createRequest
 		err := decodeJSON(http.MaxBytesReader(w, r.Body, d.MaxBodyBytes), &req)
-		if m, ok := err.(*malformedJSON); ok {
+		var m *malformedJSON
+		var rerr *bodyReadError
+		if errors.As(err, &m) {
 			writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, m.msg)
+			return
+		} else if errors.As(err, &rerr) {
+			writeBodyReadError(w, r, rerr)
 			return
 		} else if err != nil {
 			writeError(w, r, d.Log, err)
