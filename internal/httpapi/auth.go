@@ -41,6 +41,13 @@ func (a *authenticator) require(next http.Handler) http.Handler {
 				"the asapp-api-id and asapp-api-secret headers are required"))
 			return
 		}
+		// An id no key can have is refused before any lookup: the store
+		// may not even be able to compare it (PostgreSQL refuses invalid
+		// UTF-8 and NUL), and it reads as any unknown key does.
+		if !switchback.ValidID(id) {
+			writeError(w, r, a.d.Log, switchback.Errorf(switchback.EUNAUTHORIZED, "invalid API credentials"))
+			return
+		}
 		key, err := a.key(r, id)
 		if switchback.ErrorCode(err) == switchback.ENOTFOUND {
 			err = nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/httpapi"
+	"github.com/switchback/switchback/internal/pgtest"
+	"github.com/switchback/switchback/internal/postgres"
 	"github.com/switchback/switchback/internal/sqlite"
 	"github.com/switchback/switchback/internal/transfer"
 )
@@ -24,7 +27,7 @@ import (
 type harness struct {
 	t      *testing.T
 	URL    string
-	Store  *sqlite.DB
+	Store  switchback.Store
 	Svc    *transfer.Service
 	KeyID  string
 	Secret string
@@ -55,12 +58,26 @@ type harnessOptions struct {
 	MaxBodyBytes      int64
 	RealClock         bool
 	TTL               time.Duration
+	// Postgres runs the harness on a fresh PostgreSQL database instead of
+	// SQLite.
+	Postgres bool
+	// Log receives the server's log; nil discards it.
+	Log *slog.Logger
+	// Change, when set, adjusts the API's dependencies before the server
+	// is built.
+	Change func(*httpapi.Deps)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{Quarantine: 10 * time.Second})
+	var db switchback.Store
+	var err error
+	if o.Postgres {
+		db, err = postgres.Open(ctx, pgtest.NewDatabase(t), postgres.Options{Quarantine: 10 * time.Second})
+	} else {
+		db, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{Quarantine: 10 * time.Second})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,15 +107,19 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	go func() { svc.Run(runCtx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Store: db, Transfers: svc, Clock: now,
+	deps := httpapi.Deps{
+		Store: db, Transfers: svc, Clock: now, Log: o.Log,
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			return httpapi.Tenant{RequestsPerSecond: o.RequestsPerSecond, Burst: o.Burst}, tenants[id]
 		},
 		MaxBodyBytes: o.MaxBodyBytes,
 		MaxWait:      time.Minute,
 		KeyCacheTTL:  time.Nanosecond,
-	}))
+	}
+	if o.Change != nil {
+		o.Change(&deps)
+	}
+	srv := httptest.NewServer(httpapi.NewServer(deps))
 	t.Cleanup(srv.Close)
 
 	var ns []switchback.Number

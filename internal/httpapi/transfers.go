@@ -59,12 +59,19 @@ func handleCreate(d Deps) http.Handler {
 func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		info(r).transfer = id
 		q, err := query(r)
 		if err != nil {
 			writeError(w, r, d.Log, err)
 			return
 		}
+		// No transfer can have an id a create refuses: such an id is not
+		// found without asking the store, which may not even be able to
+		// compare it (PostgreSQL refuses invalid UTF-8 and NUL).
+		if !switchback.ValidID(id) {
+			writeError(w, r, d.Log, switchback.Errorf(switchback.ENOTFOUND, "call transfer %q not found", id))
+			return
+		}
+		info(r).transfer = id
 		if !q.Has("waitForStatus") {
 			if q.Has("timeout") {
 				writeError(w, r, d.Log, switchback.FieldErrorf("timeout", "is only used with waitForStatus"))
@@ -171,6 +178,12 @@ func handleList(d Deps) http.Handler {
 			return
 		}
 		f := switchback.TransferFilter{TenantID: tenantOf(r), ExternalConversationID: q.Get("externalConversationId"), Limit: DefaultPageSize}
+		if f.ExternalConversationID != "" {
+			if err := checkText("externalConversationId", f.ExternalConversationID); err != nil {
+				writeError(w, r, d.Log, err)
+				return
+			}
+		}
 		if s := q.Get("pageSize"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > MaxPageSize {
@@ -204,6 +217,11 @@ func handleList(d Deps) http.Handler {
 	})
 }
 
+// maxCursorMicros is the end of year 9999 in Unix microseconds: no
+// transfer this API returned was created later, and no token holds a time
+// before 1970.
+var maxCursorMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+
 func encodeCursor(created time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(created.UnixMicro(), 10) + ":" + id))
 }
@@ -215,7 +233,7 @@ func decodeCursor(s string) (*switchback.Cursor, bool) {
 	}
 	us, id, ok := strings.Cut(string(b), ":")
 	n, err := strconv.ParseInt(us, 10, 64)
-	if !ok || err != nil || !switchback.ValidID(id) {
+	if !ok || err != nil || !switchback.ValidID(id) || n < 0 || n > maxCursorMicros {
 		return nil, false
 	}
 	return &switchback.Cursor{CreatedAt: time.UnixMicro(n).UTC(), ID: id}, true
