@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchback/switchback/internal/httpapi"
 )
 
 // rawResponse is an answer read off a raw TCP connection.
@@ -167,4 +169,61 @@ func TestIdentifiersAreCheckedBeforeTheStore(t *testing.T) {
 // API builds its own.
 func cursor(us, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%s:%s", us, id)))
+}
+
+// TestNumericQueryParametersAreRangeChecked sends numbers a sloppy parse
+// would wrap around or read loosely: every one is 400-02 naming the
+// parameter, at once (a wrapped timeout used to answer after 0.3 s).
+func TestNumericQueryParametersAreRangeChecked(t *testing.T) {
+	h := newHarness(t, harnessOptions{RealClock: true, Change: func(d *httpapi.Deps) { d.MaxWait = time.Second }})
+	if r := h.do("POST", transfersPath, sipBody("t-1")); r.Status != 200 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	wait := transfersPath + "/t-1?waitForStatus=COMPLETED&timeout="
+	bad := map[string]string{
+		wait + "18446744074":             "timeout",
+		wait + "9223372037":              "timeout",
+		wait + "99999999999999999999":    "timeout",
+		wait + "2562048h":                "timeout",
+		wait + "2":                       "timeout",
+		wait + "1001ms":                  "timeout",
+		wait + "%2B5":                    "timeout",
+		wait + "-1":                      "timeout",
+		wait + "-0s":                     "timeout",
+		wait + ".5s":                     "timeout",
+		wait + "5e3":                     "timeout",
+		wait + "%205":                    "timeout",
+		wait + "5s%20":                   "timeout",
+		wait:                             "timeout",
+		transfersPath + "?pageSize=0":    "pageSize",
+		transfersPath + "?pageSize=101":  "pageSize",
+		transfersPath + "?pageSize=-1":   "pageSize",
+		transfersPath + "?pageSize=%2B5": "pageSize",
+		transfersPath + "?pageSize=1e2":  "pageSize",
+		transfersPath + "?pageSize=5.0":  "pageSize",
+		transfersPath + "?pageSize=":     "pageSize",
+		transfersPath + "?pageSize=0x10": "pageSize",
+		transfersPath + "?pageSize=1%20": "pageSize",
+		transfersPath + "?pageSize=" + strings.Repeat("9", 30): "pageSize",
+	}
+	for path, field := range bad {
+		start := time.Now()
+		r := h.do("GET", path, "")
+		if r.Status != 400 {
+			t.Errorf("GET %s: %d %s, want 400", path, r.Status, r.Body)
+			continue
+		}
+		if code, msg := r.errorOf(t); code != "400-02" || !strings.HasPrefix(msg, field+":") {
+			t.Errorf("GET %s: %s %q, want 400-02 about %s", path, code, msg, field)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Errorf("GET %s took %v before it was refused", path, el)
+		}
+	}
+	for _, path := range []string{wait + "0", wait + "0s", wait + "1", wait + "0.1s", wait + "100ms", wait + "1s",
+		transfersPath + "?pageSize=1", transfersPath + "?pageSize=100", transfersPath + "?pageSize=007"} {
+		if r := h.do("GET", path, ""); r.Status != 200 {
+			t.Errorf("GET %s: %d %s", path, r.Status, r.Body)
+		}
+	}
 }

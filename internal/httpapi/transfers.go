@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +91,7 @@ func handleGet(d Deps) http.Handler {
 			writeError(w, r, d.Log, err)
 			return
 		}
-		timeout, err := parseTimeout(q.Get("timeout"), d.MaxWait)
+		timeout, err := parseTimeout(q.Get("timeout"), q.Has("timeout"), d.MaxWait)
 		if err != nil {
 			writeError(w, r, d.Log, err)
 			return
@@ -137,23 +138,48 @@ func parseStatuses(s string) ([]switchback.Status, error) {
 	return out, nil
 }
 
-// parseTimeout reads a Go duration ("30s", "1500ms") or whole seconds ("30").
-func parseTimeout(s string, limit time.Duration) (time.Duration, error) {
-	if s == "" {
+// timeoutSyntax is the grammar of the timeout parameter, as the OpenAPI
+// document states it: whole seconds, or a Go duration without a sign.
+// time.ParseDuration alone also takes "+5s", "-0s" and ".5s".
+var timeoutSyntax = regexp.MustCompile(`^([0-9]+|([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$`)
+
+// parseTimeout reads a Go duration ("30s", "1500ms") or whole seconds
+// ("30"), from 0 to limit. Numbers too large for a duration are refused,
+// not wrapped around.
+func parseTimeout(s string, given bool, limit time.Duration) (time.Duration, error) {
+	if !given {
 		return min(DefaultWait, limit), nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.Atoi(s)
-		if nerr != nil {
-			return 0, switchback.FieldErrorf("timeout", "%q is not a duration such as 30s or 1500ms", s)
-		}
-		d = time.Duration(n) * time.Second
+	bad := switchback.FieldErrorf("timeout", "must be between 0s and %s, written as a duration such as 30s or 1500ms or as whole seconds", limit)
+	if !timeoutSyntax.MatchString(s) {
+		return 0, bad
 	}
-	if d < 0 || d > limit {
-		return 0, switchback.FieldErrorf("timeout", "must be between 0s and %s", limit)
+	if whole, ok := parseWhole(s); ok {
+		if whole > int64(limit/time.Second) {
+			return 0, bad
+		}
+		return time.Duration(whole) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d > limit {
+		return 0, bad
 	}
 	return d, nil
+}
+
+// parseWhole reads a whole number written with ASCII digits only (no sign,
+// no space, no exponent), which fits an int64.
+func parseWhole(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // listJSON is a page of a listing.
@@ -184,13 +210,13 @@ func handleList(d Deps) http.Handler {
 				return
 			}
 		}
-		if s := q.Get("pageSize"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > MaxPageSize {
+		if q.Has("pageSize") {
+			n, ok := parseWhole(q.Get("pageSize"))
+			if !ok || n < 1 || n > MaxPageSize {
 				writeError(w, r, d.Log, switchback.FieldErrorf("pageSize", "must be a whole number from 1 to %d", MaxPageSize))
 				return
 			}
-			f.Limit = n
+			f.Limit = int(n)
 		}
 		if s := q.Get("pageToken"); s != "" {
 			c, ok := decodeCursor(s)
