@@ -165,8 +165,10 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv, ln := httpapi.NewHTTPServer(api, ln, httpapi.ServerOptions{Log: log,
+		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration(), ReadBodyTimeout: cfg.API.ReadBodyTimeout.Duration(),
+		WriteTimeout: cfg.API.WriteTimeout.Duration(), IdleTimeout: cfg.API.IdleTimeout.Duration(),
+		MaxHeaderBytes: cfg.API.MaxHeaderBytes, MaxConnections: cfg.API.MaxConnections})
 	return &gateway{log: log, svc: svc, edge: edge, ln: ln, srv: srv}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -66,6 +67,9 @@ type harnessOptions struct {
 	// Change, when set, adjusts the API's dependencies before the server
 	// is built.
 	Change func(*httpapi.Deps)
+	// Server, when set, serves the API through httpapi.NewHTTPServer with
+	// these options, as switchback serve does, instead of httptest's.
+	Server *httpapi.ServerOptions
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -119,8 +123,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.Change != nil {
 		o.Change(&deps)
 	}
-	srv := httptest.NewServer(httpapi.NewServer(deps))
-	t.Cleanup(srv.Close)
+	url := serveAPI(t, httpapi.NewServer(deps), o.Server)
 
 	var ns []switchback.Number
 	for _, n := range []string{"+12025550100", "+12025550101"} {
@@ -129,9 +132,34 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if _, err := db.AddNumbers(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, URL: srv.URL, Store: db, Svc: svc, clock: clock}
+	h := &harness{t: t, URL: url, Store: db, Svc: svc, clock: clock}
 	h.KeyID, h.Secret = h.newKey("acme", switchback.ScopeCallTransfers)
 	return h
+}
+
+// serveAPI serves handler on a loopback port until the test ends, with
+// httptest's server or, given options, the API's own, and returns its URL.
+func serveAPI(t *testing.T, handler http.Handler, o *httpapi.ServerOptions) string {
+	t.Helper()
+	if o == nil {
+		srv := httptest.NewServer(handler)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ln := httpapi.NewHTTPServer(handler, ln, *o)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; err != http.ErrServerClosed {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // newKey stores a key for tenant with the given scopes and returns its

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +58,38 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	m := newMetrics(d.Registry, d.Store, d.Clock)
 	addRoutes(mux, d, m)
-	return withRequestContext(d.Log, m, mux)
+	return withRequestContext(d.Log, m, withPlainTarget(mux))
+}
+
+// withPlainTarget answers, in the error envelope, the request targets
+// http.ServeMux would answer with a redirect or plain text: a path that is
+// not in its clean form (dot segments, doubled slashes) is not an endpoint
+// (a redirect would turn a POST into a GET in many clients), "*" is only
+// for OPTIONS, and an HTTP/2 preface is not spoken on this port.
+func withPlainTarget(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.EscapedPath(); {
+		case r.ProtoMajor != 1:
+			w.Header().Set("Connection", "close")
+			writeErrorStatus(w, r, http.StatusHTTPVersionNotSupported, "505-01", "unsupported protocol version: this port speaks HTTP/1.1")
+		case r.RequestURI == "*":
+			writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, "the request target * is only for OPTIONS")
+		case p == "" || p[0] != '/' || cleanPath(p) != p:
+			writeErrorStatus(w, r, http.StatusNotFound, "404-01", "no such endpoint: "+r.RequestURI)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// cleanPath is p as http.ServeMux would clean it: no dot segments, no
+// doubled slashes, the trailing slash kept.
+func cleanPath(p string) string {
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // withRequestContext gives every request an id (echoed as X-Request-Id),
