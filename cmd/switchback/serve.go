@@ -135,6 +135,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	api := httpapi.NewServer(httpapi.Deps{
 		Store: store, Transfers: svc, Log: log, Registry: reg,
 		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
+		AuthFailureLimit: httpapi.RateLimit{RequestsPerSecond: cfg.API.AuthFailureLimit.RequestsPerSecond, Burst: cfg.API.AuthFailureLimit.Burst},
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			t, ok := cfg.Tenant(id)
 			return httpapi.Tenant{RequestsPerSecond: t.RateLimit.RequestsPerSecond, Burst: t.RateLimit.Burst}, ok

@@ -28,7 +28,13 @@ type rawResponse struct {
 // bytes, invalid UTF-8 in headers, broken framing).
 func raw(t *testing.T, url, request string) *rawResponse {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	return rawWith(t, net.Dial, url, request)
+}
+
+// rawWith is raw with the connection opened by dial.
+func rawWith(t *testing.T, dial func(network, address string) (net.Conn, error), url, request string) *rawResponse {
+	t.Helper()
+	c, err := dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

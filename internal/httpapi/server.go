@@ -22,6 +22,13 @@ type Tenant struct {
 	Burst             int
 }
 
+// RateLimit is a token bucket: RequestsPerSecond on average, in bursts of
+// up to Burst. A RequestsPerSecond of 0 is no limit.
+type RateLimit struct {
+	RequestsPerSecond float64
+	Burst             int
+}
+
 // Deps are what the API is built from.
 type Deps struct {
 	Store     switchback.Store
@@ -37,8 +44,14 @@ type Deps struct {
 	// Registry receives the API's metrics; nil for a private one.
 	Registry *prometheus.Registry
 	// KeyCacheTTL is how long a looked-up API key is trusted before it is
-	// read again, which bounds how long a revoked key keeps working.
+	// read again, which bounds how long a revoked key keeps working, and
+	// how long a key id the store did not have is taken as unknown, which
+	// bounds how long a key created meanwhile may be refused.
 	KeyCacheTTL time.Duration
+	// AuthFailureLimit is each source address's budget of failed
+	// authentications; past it, a key id this node has not seen in use
+	// is answered 429 instead of being looked up. Zero: no limit.
+	AuthFailureLimit RateLimit
 }
 
 // NewServer returns the API's handler.
