@@ -1,8 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +154,45 @@ func FuzzCursor(f *testing.F) {
 		}
 		if !ok || c.ID != id || !c.CreatedAt.Equal(created) {
 			t.Fatalf("cursor round trip of %d %q gave %+v %v", us, id, c, ok)
+		}
+	})
+}
+
+// FuzzEnvelopeOf feeds arbitrary writes to the recogniser of net/http's own
+// error answers: it never panics, leaves alone any write with a handler's
+// X-Request-Id or without a whole status line and header block, and what
+// it rewrites is one well-formed answer in the error envelope with the
+// same status.
+func FuzzEnvelopeOf(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request",
+		"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large",
+		"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported: unsupported protocol version",
+		"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nDate: Thu, 03 Dec 2026 10:00:02 GMT\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nX-Request-Id: 1\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 400 X", `{"error":{}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		out, ok := envelopeOf(p)
+		if !ok {
+			return
+		}
+		if bytes.Contains(p, []byte("\r\nX-Request-Id:")) && bytes.Index(p, []byte("\r\nX-Request-Id:")) < bytes.Index(p, []byte("\r\n\r\n")) {
+			t.Fatalf("rewrote a handler's answer %q", p)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+		if err != nil {
+			t.Fatalf("rewrote %q into %q: %v", p, out, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		var env struct {
+			Error struct{ RequestID, Code, Message string }
+		}
+		if err != nil || json.Unmarshal(body, &env) != nil || env.Error.RequestID != res.Header.Get("X-Request-Id") ||
+			env.Error.Code != strconv.Itoa(res.StatusCode)+"-01" || env.Error.Message == "" || string(p[9:12]) != strconv.Itoa(res.StatusCode) {
+			t.Fatalf("rewrote %q into %q", p, out)
 		}
 	})
 }

@@ -271,5 +271,8 @@ func cannedMessage(status int, body []byte) string {
 	if status == http.StatusBadRequest {
 		return "malformed HTTP request"
 	}
-	return http.StatusText(status)
+	if text = http.StatusText(status); text == "" {
+		text = "the request was refused"
+	}
+	return text
 }
