@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,16 +50,7 @@ func rawWith(t *testing.T, dial func(network, address string) (net.Conn, error),
 	}
 	defer res.Body.Close()
 	out := &rawResponse{Status: res.StatusCode, Header: res.Header}
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := res.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	out.Body = []byte(b.String())
+	out.Body, _ = io.ReadAll(res.Body) // a server closing at the end of the answer is no error here
 	json.Unmarshal(out.Body, &out.JSON)
 	return out
 }
