@@ -219,7 +219,9 @@ func orBody(path string) string {
 	return path
 }
 
-// jsonFields are the json names of a struct's fields and their types.
+// jsonFields are the json names of a struct's fields and their types. The
+// request types embed no structs, so embedded fields are not flattened as
+// encoding/json would flatten them.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(map[string]reflect.Type)
