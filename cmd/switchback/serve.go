@@ -162,6 +162,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 		Store: store, Transfers: svc, Log: log, Registry: reg, Draining: calls.Draining,
 		Routes: map[string]http.Handler{websocket.HangUpPrefix: websocket.HangUpHandler(hangUps, log)},
 		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
+		AuthFailureLimit: httpapi.RateLimit{RequestsPerSecond: cfg.API.AuthFailureLimit.RequestsPerSecond, Burst: cfg.API.AuthFailureLimit.Burst},
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			t, ok := cfg.Tenant(id)
 			return httpapi.Tenant{RequestsPerSecond: t.RateLimit.RequestsPerSecond, Burst: t.RateLimit.Burst}, ok
@@ -198,8 +199,10 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv, ln := httpapi.NewHTTPServer(api, ln, httpapi.ServerOptions{Log: log,
+		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration(), ReadBodyTimeout: cfg.API.ReadBodyTimeout.Duration(),
+		WriteTimeout: cfg.API.WriteTimeout.Duration(), IdleTimeout: cfg.API.IdleTimeout.Duration(),
+		MaxHeaderBytes: cfg.API.MaxHeaderBytes, MaxConnections: cfg.API.MaxConnections})
 	return &gateway{log: log, svc: svc, calls: calls, edge: edge, ln: ln, srv: srv,
 		drainTimeout: cfg.Shutdown.DrainTimeout.Duration()}, nil
 }

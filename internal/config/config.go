@@ -41,6 +41,27 @@ type API struct {
 	Listen       string   `yaml:"listen"`       // host:port; default DefaultListen
 	MaxBodyBytes int64    `yaml:"maxBodyBytes"` // largest request body; default DefaultMaxBodyBytes
 	MaxWait      Duration `yaml:"maxWait"`      // longest ?timeout= of a wait; default DefaultMaxWait
+	// ReadHeaderTimeout is how long a client has to send a request's
+	// headers; default DefaultReadHeaderTimeout.
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout"`
+	// ReadBodyTimeout is how long a client has to send a request's body
+	// once its headers are in (408 beyond); default DefaultReadBodyTimeout.
+	ReadBodyTimeout Duration `yaml:"readBodyTimeout"`
+	// WriteTimeout is how long writing an answer may take from its first
+	// byte, so a wait is not cut short; default DefaultWriteTimeout.
+	WriteTimeout Duration `yaml:"writeTimeout"`
+	// IdleTimeout is how long a kept-alive connection may wait for its
+	// next request; default DefaultIdleTimeout.
+	IdleTimeout    Duration `yaml:"idleTimeout"`
+	MaxHeaderBytes int      `yaml:"maxHeaderBytes"` // largest request headers (431 beyond); default DefaultMaxHeaderBytes
+	// MaxConnections caps the API's open connections; past it new ones
+	// wait in the listen queue. Default DefaultMaxConnections.
+	MaxConnections int `yaml:"maxConnections"`
+	// AuthFailureLimit is, per source address, the rate of failed
+	// authentications past which a key id this node does not know is
+	// answered 429 without a store lookup; requestsPerSecond 0 turns it
+	// off. Default DefaultAuthFailuresPerSecond and DefaultAuthFailureBurst.
+	AuthFailureLimit RateLimit `yaml:"authFailureLimit"`
 }
 
 // Store says which database keeps transfers, leases and keys.
@@ -228,9 +249,19 @@ const (
 
 // The defaults of the scalar fields, as Default sets them.
 const (
-	DefaultListen             = "127.0.0.1:8080"
-	DefaultMaxBodyBytes       = 65536
-	DefaultMaxWait            = 60 * time.Second
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultMaxBodyBytes      = 65536
+	DefaultMaxWait           = 60 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadBodyTimeout   = 5 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 32 << 10
+	DefaultMaxConnections    = 4096
+
+	DefaultAuthFailuresPerSecond = 2.0
+	DefaultAuthFailureBurst      = 20
+
 	DefaultDriver             = DriverSQLite
 	DefaultSQLiteDSN          = "switchback.db" // a file in the working directory
 	DefaultQuarantine         = 10 * time.Second
@@ -294,9 +325,16 @@ const (
 func Default() Config {
 	return Config{
 		API: API{
-			Listen:       DefaultListen,
-			MaxBodyBytes: DefaultMaxBodyBytes,
-			MaxWait:      Duration(DefaultMaxWait),
+			Listen:            DefaultListen,
+			MaxBodyBytes:      DefaultMaxBodyBytes,
+			MaxWait:           Duration(DefaultMaxWait),
+			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout),
+			ReadBodyTimeout:   Duration(DefaultReadBodyTimeout),
+			WriteTimeout:      Duration(DefaultWriteTimeout),
+			IdleTimeout:       Duration(DefaultIdleTimeout),
+			MaxHeaderBytes:    DefaultMaxHeaderBytes,
+			MaxConnections:    DefaultMaxConnections,
+			AuthFailureLimit:  RateLimit{RequestsPerSecond: DefaultAuthFailuresPerSecond, Burst: DefaultAuthFailureBurst},
 		},
 		Store: Store{Driver: DefaultDriver, DSN: DefaultSQLiteDSN},
 		Pool: Pool{

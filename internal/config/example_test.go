@@ -15,7 +15,10 @@ func TestExample(t *testing.T) {
 		t.Fatalf("Load(Example()) error:\n%v", err)
 	}
 	want := Config{
-		API:   API{Listen: "127.0.0.1:8080", MaxBodyBytes: 65536, MaxWait: Duration(60 * time.Second)},
+		API: API{Listen: "127.0.0.1:8080", MaxBodyBytes: 65536, MaxWait: Duration(60 * time.Second),
+			ReadHeaderTimeout: Duration(10 * time.Second), ReadBodyTimeout: Duration(5 * time.Second),
+			WriteTimeout: Duration(10 * time.Second), IdleTimeout: Duration(2 * time.Minute),
+			MaxHeaderBytes: 32768, MaxConnections: 4096, AuthFailureLimit: RateLimit{RequestsPerSecond: 2, Burst: 20}},
 		Store: Store{Driver: "sqlite", DSN: "switchback.db"},
 		Pool: Pool{
 			Quarantine: Duration(10 * time.Second),

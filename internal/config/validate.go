@@ -22,6 +22,10 @@ import (
 // ordinary create request with an input context would not fit.
 const minMaxBodyBytes = 1024
 
+// minMaxHeaderBytes is the smallest api.maxHeaderBytes accepted: the API's
+// own headers with a load balancer's additions need a few KiB.
+const minMaxHeaderBytes = 4096
+
 // Validate reports every problem of c at once, joined with errors.Join, so a
 // user fixes them all in one go. Each names its field by its YAML path, as in
 // "tenants[1].phoneNumberTTL: must be positive".
@@ -79,6 +83,30 @@ func (c Config) validateAPI(p *problems) {
 	}
 	if c.API.MaxWait <= 0 {
 		p.add("api.maxWait", "must be positive")
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{
+		{"api.readHeaderTimeout", c.API.ReadHeaderTimeout},
+		{"api.readBodyTimeout", c.API.ReadBodyTimeout},
+		{"api.writeTimeout", c.API.WriteTimeout},
+		{"api.idleTimeout", c.API.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			p.add(d.path, "must be positive")
+		}
+	}
+	if c.API.MaxHeaderBytes < minMaxHeaderBytes {
+		p.add("api.maxHeaderBytes", "must be at least %d, got %d", minMaxHeaderBytes, c.API.MaxHeaderBytes)
+	}
+	if c.API.MaxConnections < 1 {
+		p.add("api.maxConnections", "must be at least 1, got %d", c.API.MaxConnections)
+	}
+	if l := c.API.AuthFailureLimit; l.RequestsPerSecond < 0 || math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0) {
+		p.add("api.authFailureLimit.requestsPerSecond", "must be 0 (no limit) or positive, got %v", l.RequestsPerSecond)
+	} else if l.RequestsPerSecond > 0 && l.Burst < 1 {
+		p.add("api.authFailureLimit.burst", "must be at least 1, got %d", l.Burst)
 	}
 }
 

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -35,8 +37,12 @@ var statusOf = map[string]struct {
 // codeMalformedJSON tells a body that is not JSON at all from a field that is wrong.
 const codeMalformedJSON = "400-01"
 
-// methodNotAllowed is the one error outside the domain table.
-const codeMethodNotAllowed = "405-01"
+// The errors outside the domain table: they are about HTTP, not about
+// call transfers.
+const (
+	codeMethodNotAllowed = "405-01"
+	codeRequestTimeout   = "408-01"
+)
 
 type errorEnvelope struct {
 	Error errorBody `json:"error"`
@@ -66,6 +72,19 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 
 func writeErrorStatus(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	writeJSON(w, status, errorEnvelope{errorBody{RequestID: requestID(r), Code: code, Message: msg}})
+}
+
+// writeBodyReadError answers a request whose body could not be read. The
+// connection cannot carry another request after a body read failed half
+// way, so it is closed.
+func writeBodyReadError(w http.ResponseWriter, r *http.Request, e *bodyReadError) {
+	w.Header().Set("Connection", "close")
+	var ne net.Error
+	if errors.As(e.err, &ne) && ne.Timeout() {
+		writeErrorStatus(w, r, http.StatusRequestTimeout, codeRequestTimeout, "the request body did not arrive in time")
+		return
+	}
+	writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, "the request body could not be read to its end")
 }
 
 func retryAfter(w http.ResponseWriter, seconds int) {
