@@ -396,6 +396,9 @@ func (e *Edge) readFilter(props sip.TransportReadProps, data []byte) ([]byte, er
 	if !ok {
 		return data, nil
 	}
+	if len(data) <= 4 && len(trimCRLF(data)) == 0 {
+		return data, nil // a keep-alive (RFC 5626 §3.5.1), which sipgo ignores
+	}
 	from := unmapped(ra.AddrPort())
 	listener := props.LocalAddr != nil && props.LocalAddr.String() == e.udpAddr
 	msg, err := sip.ParseMessage(data)

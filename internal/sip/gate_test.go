@@ -257,6 +257,7 @@ func TestUnknownSourcesAreAnsweredStatelessly(t *testing.T) {
 		{"REGISTER", request("REGISTER", "demo", "c11", 1, "", ""), "SIP/2.0 403 Forbidden"},
 		{"stray ACK", request("ACK", "demo", "c12", 1, "x", ""), ""},
 		{"stray CANCEL", request("CANCEL", "demo", "c13", 1, "", ""), ""},
+		{"keep-alive", "\r\n\r\n", ""},
 	}
 	// Every case at once, each from its own socket: the wait for
 	// retransmissions is the same for all.
@@ -288,6 +289,9 @@ func TestUnknownSourcesAreAnsweredStatelessly(t *testing.T) {
 	}
 	if n := e.Transactions(); n != 0 {
 		t.Fatalf("%d server transactions for requests from an unknown source", n)
+	}
+	if n := e.Refused(ReasonUnparsable); n != 0 {
+		t.Fatalf("a keep-alive counted as unparsable")
 	}
 }
 
