@@ -104,7 +104,8 @@ const (
 )
 
 // Refused returns how many requests were refused, or messages dropped, for
-// reason (one of RefusalReasons), by the gate or after it.
+// reason (one of RefusalReasons), by the gate or by authentication after
+// it.
 func (e *Edge) Refused(reason string) int64 {
 	if c, ok := e.refused[reason]; ok {
 		return c.Load()

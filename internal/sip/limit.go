@@ -16,10 +16,13 @@ type bucket struct {
 
 // refill brings b's tokens up to now and returns them.
 func (b *bucket) refill(now int64, rate, burst float64) float64 {
-	if b.last == 0 {
+	switch {
+	case b.last == 0:
 		b.tokens = burst
-	} else if d := now - b.last; d > 0 {
-		b.tokens = min(burst, b.tokens+float64(d)*rate/float64(time.Second))
+	case now > b.last:
+		b.tokens = min(burst, b.tokens+float64(now-b.last)*rate/float64(time.Second))
+	default:
+		return b.tokens // a clock that went back gives nothing
 	}
 	b.last = now
 	return b.tokens
