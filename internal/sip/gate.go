@@ -175,14 +175,15 @@ func (e *Edge) gate(msg sip.Message, size int, from netip.AddrPort, transport st
 		id, _ := e.knownDialog(req)
 		return passage{pass: true, dialog: id}
 	}
+	if id, ok := e.knownDialog(req); ok {
+		// Whoever the other end of a call is, wherever it sends from.
+		return passage{pass: true, dialog: id}
+	}
 	req.SetSource(addr)
 	req.SetTransport(transport)
 	if req.IsAck() || req.IsCancel() {
 		// A stateless UAS ignores ACK and CANCEL (RFC 3261 §8.2.7): only
-		// those of calls under way go on.
-		if id, ok := e.knownDialog(req); ok {
-			return passage{pass: true, dialog: id}
-		}
+		// those of transactions under way go on.
 		if stream || e.peers.has(addr) {
 			return passage{pass: true}
 		}
@@ -192,12 +193,9 @@ func (e *Edge) gate(msg sip.Message, size int, from netip.AddrPort, transport st
 	tx := &statelessTx{}
 	switch {
 	case !e.openToAll:
-		// Only allowlists: an unknown source may do nothing at all.
+		// Only allowlists: an unknown source may do nothing else.
 		respond(tx, req, 403, "Forbidden")
 	case hasToTag(req):
-		if id, ok := e.knownDialog(req); ok {
-			return passage{pass: true, dialog: id}
-		}
 		if req.Method == sip.OPTIONS {
 			e.onOptions(req, tx)
 		} else if validate(req, tx) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	client "github.com/icholy/digest"
 
 	"github.com/switchback/switchback/internal/config"
@@ -555,5 +556,28 @@ func TestAnswersPerSourceAreLimited(t *testing.T) {
 	other.send(to, inviteFrom("demo", "other", 1))
 	if got := other.next(time.Second); !strings.HasPrefix(got, "SIP/2.0 401") {
 		t.Fatalf("another source: %q", got)
+	}
+}
+
+// TestRequestsInACallPassFromAnywhere: the other end of a call may send
+// from an address no allowlist has (a return leg's target, a caller behind
+// another proxy); its requests in the dialog go on to the call.
+func TestRequestsInACallPassFromAnywhere(t *testing.T) {
+	e := startEdgeWith(t, edgeSetup{}) // allowlist only: 127.0.0.2
+	// A dialog the node holds, as Switchback (To tag "ours") sees it.
+	e.calls.Store(sip.DialogIDMake("held-1", "ours", "f-held-1"), "a call")
+	to := net.UDPAddrFromAddrPort(e.Addr())
+	p := newUDPPeer(t, "127.0.0.1")
+	p.send(to, request("BYE", "demo", "held-1", 2, "ours", ""))
+	// Through the gate to the handler, which finds no *call there: 481.
+	if got := statusLines(p.collect(2 * t1)); strings.Join(got, "|") != "SIP/2.0 481 Call/Transaction Does Not Exist" {
+		t.Fatalf("BYE in a held dialog from an unknown source: %q", got)
+	}
+	if e.Transactions() != 1 {
+		t.Fatalf("%d transactions, want the BYE's", e.Transactions())
+	}
+	p.send(to, request("BYE", "demo", "other", 2, "ours", ""))
+	if got := statusLines(p.collect(t1)); strings.Join(got, "|") != "SIP/2.0 403 Forbidden" {
+		t.Fatalf("BYE in another dialog: %q, want 403", got)
 	}
 }
