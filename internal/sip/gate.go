@@ -450,7 +450,11 @@ const maxPeers = 1 << 16
 // when. sipgo's UDP transport keeps each source address it reads a message
 // from in its connection pool, for good; the table removes from the pool
 // those that have been quiet for a window and hold no call, so the pool
-// stays bounded by the peers of the last window and the calls up.
+// stays bounded by the peers of the last window and the calls up. (sipgo's
+// read loop also notes each such address in a set of its own, a few dozen
+// bytes each, that only closing the listener clears: it grows with the
+// distinct addresses of authenticated and allowlisted peers, never with
+// anyone else's.)
 type peerTable struct {
 	window time.Duration
 	max    int
