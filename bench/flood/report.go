@@ -111,6 +111,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "| last GC before the sample | %s | %s | %s | %s |\n", r.Baseline.LastGCAgo.Round(time.Second), r.End.LastGCAgo.Round(time.Second), r.Later.LastGCAgo.Round(time.Second), r.Peak.LastGCAgo.Round(time.Second))
 	fmt.Fprintf(&b, "| heap in use | %s | %s | %s | %s |\n", mib(r.Baseline.HeapAllocMiB), mib(r.End.HeapAllocMiB), mib(r.Later.HeapAllocMiB), mib(r.Peak.HeapAllocMiB))
 	fmt.Fprintf(&b, "| RSS | %s | %s | %s | %s |\n", mib(r.Baseline.RSSMiB), mib(r.End.RSSMiB), mib(r.Later.RSSMiB), mib(r.Peak.RSSMiB))
+	fmt.Fprintf(&b, "| server CPU, %% of a core since the previous column | | %.0f%% | %.0f%% | |\n",
+		100*(r.End.CPUSeconds-r.Baseline.CPUSeconds)/r.End.At.Sub(r.Baseline.At).Seconds(),
+		100*(r.Later.CPUSeconds-r.End.CPUSeconds)/r.Later.At.Sub(r.End.At).Seconds())
 	fmt.Fprintf(&b, "| goroutines | %.0f | %.0f | %.0f | %.0f |\n", r.Baseline.Goroutines, r.End.Goroutines, r.Later.Goroutines, r.Peak.Goroutines)
 	pool := "switchback_sip_udp_pool_entries"
 	fmt.Fprintf(&b, "| UDP pool entries | %s | %s | %s | %s |\n", metricOr(r.Baseline, pool), metricOr(r.End, pool), metricOr(r.Later, pool), metricOr(r.Peak, pool))

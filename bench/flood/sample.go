@@ -24,7 +24,9 @@ type sample struct {
 	// HeapAllocMiB is the heap in use, garbage not yet collected included.
 	HeapAllocMiB float64 `json:"heapAllocMiB"`
 	RSSMiB       float64 `json:"rssMiB"`
-	Goroutines   float64 `json:"goroutines"`
+	// CPUSeconds is the user and system time the server has used so far.
+	CPUSeconds float64 `json:"cpuSeconds"`
+	Goroutines float64 `json:"goroutines"`
 	// Metrics are the switchback_sip_* samples of /metrics.
 	Metrics map[string]float64 `json:"metrics"`
 }
@@ -65,6 +67,7 @@ func (s *server) sample() sample {
 		res.Body.Close()
 	}
 	out.RSSMiB = rssMiB(s.cmd.Process.Pid)
+	out.CPUSeconds = cpuSeconds(s.cmd.Process.Pid)
 	live, at, n := s.gc.last()
 	out.LiveHeapMiB, out.GCs = live, n
 	if !at.IsZero() {
@@ -107,6 +110,26 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// cpuSeconds is a process's user and system time, from /proc (Linux,
+// USER_HZ = 100).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
 }
 
 // gcTrace reads the runtime's GODEBUG=gctrace=1 lines from the server's
