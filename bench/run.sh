@@ -15,9 +15,10 @@
 # The load generator and the servers are not pinned: they share all the
 # machine's cores, the same way for every server.
 #
-# It then runs the SIP benchmark (bench/sip.sh) and the benchmark of
-# bridged calls (bench/bridge.sh), with their results in $BENCH_OUT/sip and
-# $BENCH_OUT/bridge; their headers list their own settings.
+# It then runs the SIP benchmark (bench/sip.sh), the benchmark of bridged
+# calls (bench/bridge.sh) and the benchmark of unauthenticated SIP traffic
+# (bench/flood.sh), with their results in $BENCH_OUT/sip, $BENCH_OUT/bridge
+# and $BENCH_OUT/flood; their headers list their own settings.
 #
 #   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
@@ -219,4 +220,5 @@ cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
 BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
 BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
+BENCH_OUT=$out/flood bash bench/flood.sh || status=$?
 exit "$status"

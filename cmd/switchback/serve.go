@@ -193,7 +193,16 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 				return 0
 			}),
 		endedCollector{calls},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_server_transactions_total", Help: "SIP requests given a server transaction (let through the stateless gate)."},
+			func() float64 { return float64(edge.Transactions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_udp_pool_entries", Help: "Remote addresses in the SIP library's UDP connection pool."},
+			func() float64 { return float64(edge.UDPPoolEntries()) }),
 	)
+	for _, reason := range sipedge.RefusalReasons {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_requests_refused_total",
+			Help: "SIP requests refused, or messages dropped, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(edge.Refused(reason)) }))
+	}
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

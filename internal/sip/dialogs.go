@@ -16,7 +16,8 @@ func (e *Edge) legOf(req *sip.Request) *leg {
 		return nil
 	}
 	if v, ok := e.dialogs.Load(id); ok {
-		return v.(*leg)
+		l, _ := v.(*leg)
+		return l
 	}
 	return nil
 }

@@ -5,7 +5,9 @@
 // play and hear media, hang up, hand back by REFER or by a new INVITE.
 //
 // It is built on github.com/emiago/sipgo. The files split it by concern:
-// edge.go (listening, OPTIONS), auth.go (who may call), inbound.go (a new
+// edge.go (listening, OPTIONS), gate.go and stream.go (the stateless gate
+// in front of sipgo's transactions), limit.go (per-source budgets in fixed
+// memory), liblog.go (sipgo's own log lines), auth.go (who may call), inbound.go (a new
 // INVITE to its answer), leg.go (one dialog with its media: the caller's
 // leg and the return leg alike, their offer/answer), timer.go (RFC 4028
 // session timers), info.go (DTMF by INFO), dialogs.go (routing in-dialog
@@ -63,8 +65,16 @@ type Edge struct {
 	tenantsByID map[string]*tenantAccess
 	trunks      []*access
 	// openToAll is set when some tenant or trunk takes digest credentials
-	// from any address, so the read filter cannot drop unknown sources.
+	// from any address, so the gate cannot refuse unknown sources outright.
 	openToAll bool
+
+	now      func() time.Time
+	answers  *sourceLimiter // stateless answers per source address
+	parseLog *logLimiter    // log lines about messages that do not parse
+	peers    *peerTable     // UDP addresses let through lately
+	refused  map[string]*atomic.Int64
+	// transactions counts the requests sipgo gave a server transaction.
+	transactions atomic.Int64
 
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
@@ -75,9 +85,10 @@ type Edge struct {
 	host  netip.Addr // the address SDP and Contact advertise
 	ports media.PortRange
 
-	udp  net.PacketConn
-	tcp  net.Listener
-	tlsL net.Listener
+	udp     net.PacketConn
+	udpAddr string // the UDP listener's address, as sipgo writes it
+	tcp     net.Listener
+	tlsL    net.Listener
 
 	dialogs sync.Map       // dialog id -> *leg: see dialogs.go
 	wg      sync.WaitGroup // goroutines the edge starts on its own
@@ -90,12 +101,23 @@ type Edge struct {
 }
 
 // New builds an Edge from the configuration. Call Listen, then Serve.
+//
+// The first call also makes sipgo's process-wide settings (see
+// configureLibrary); sipgo lines not logged through the Edge's own loggers
+// go to the log of the Edge built last.
 func New(o Options) (*Edge, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	configureSIPGo()
+	configureLibrary()
+	h := o.Log.Handler()
+	libraryTarget.Store(&h)
 	e := &Edge{
+		now:        time.Now,
+		answers:    newSourceLimiter(answerRate, answerBurst),
+		parseLog:   newLogLimiter(parseLogInterval, parseLogRate, parseLogBurst),
+		peers:      newPeerTable(),
+		refused:    map[string]*atomic.Int64{},
 		cfg:        o.Config.SIP,
 		svc:        o.Transfers,
 		calls:      o.Calls,
@@ -105,6 +127,9 @@ func New(o Options) (*Edge, error) {
 		maxPending: int64(o.Config.SIP.MaxPendingInvites),
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
+	}
+	for _, r := range RefusalReasons {
+		e.refused[r] = new(atomic.Int64)
 	}
 	if err := e.loadAccess(o.Config); err != nil {
 		return nil, err
@@ -167,35 +192,48 @@ func (e *Edge) Listen() error {
 		e.host = netip.MustParseAddr("127.0.0.1")
 	}
 
+	e.udpAddr = local.String()
+
+	// sipgo logs through Switchback's log, its lines cut, escaped and
+	// thinned (liblog.go).
+	lib := slog.New(newLibraryHandler(e.log.Handler())).With("component", "sipgo")
 	e.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("Switchback"),
 		sipgo.WithUserAgentHostname(e.host.String()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(e.readFilter)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(e.readFilter), sip.WithTransportLayerLogger(lib)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(lib),
+			// A response that matches no transaction (a late
+			// retransmission, or anyone's datagram) is dropped.
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				lib.Debug("response matches no transaction", "response", res.StartLine())
+			})),
 	)
 	if err != nil {
 		e.close()
 		return err
 	}
-	if e.srv, err = sipgo.NewServer(e.ua, sipgo.WithServerLogger(e.log)); err != nil {
+	e.peers.pool = e.ua.TransportLayer().Pool("udp")
+	if e.srv, err = sipgo.NewServer(e.ua, sipgo.WithServerLogger(lib)); err != nil {
 		e.close()
 		return err
 	}
-	if e.client, err = sipgo.NewClient(e.ua, sipgo.WithClientHostname(e.host.String())); err != nil {
+	if e.client, err = sipgo.NewClient(e.ua, sipgo.WithClientHostname(e.host.String()), sipgo.WithClientLogger(lib)); err != nil {
 		e.close()
 		return err
 	}
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchback", Host: e.host.String(), Port: local.Port}}
 	e.dialogUA = &sipgo.DialogUA{Client: e.client, ContactHDR: contact}
-	e.srv.OnInvite(e.onInvite)
-	e.srv.OnOptions(e.onOptions)
+	e.srv.OnInvite(e.counted(e.onInvite))
+	e.srv.OnOptions(e.counted(e.onOptions))
 	for _, m := range []sip.RequestMethod{sip.ACK, sip.BYE, sip.INFO, sip.UPDATE, sip.NOTIFY} {
-		e.srv.OnRequest(m, e.inDialog)
+		e.srv.OnRequest(m, e.counted(e.inDialog))
 	}
-	e.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+	e.srv.OnCancel(e.counted(func(req *sip.Request, tx sip.ServerTransaction) {
 		// The transaction layer has answered the CANCEL and ended the
 		// INVITE; a CANCEL that matched nothing gets 481.
 		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-	})
+	}))
+	e.srv.OnNoRoute(e.counted(e.onUnknownMethod))
 	return nil
 }
 
@@ -220,15 +258,20 @@ func (e *Edge) TLSAddr() net.Addr {
 func (e *Edge) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	go func() { errc <- e.srv.ServeUDP(e.udp) }()
-	go func() { errc <- e.srv.ServeTCP(e.tcp) }()
+	go func() { errc <- e.srv.ServeTCP(&gatedListener{Listener: e.tcp, e: e, transport: "TCP"}) }()
 	if e.tlsL != nil {
-		go func() { errc <- e.srv.ServeTLS(e.tlsL) }()
+		go func() { errc <- e.srv.ServeTLS(&gatedListener{Listener: e.tlsL, e: e, transport: "TLS"}) }()
 	}
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); e.prunePeers(pruneCtx) }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopPruning()
+	<-pruned
 	e.calls.Stop()
 	e.wg.Wait()
 	e.close()
@@ -331,12 +374,3 @@ func callID(req *sip.Request) string {
 	}
 	return ""
 }
-
-// configureSIPGo sets what sipgo keeps in package variables, once.
-var configureSIPGo = sync.OnceFunc(func() {
-	// sipgo refuses to send a UDP message over its MTU size and says so
-	// only with an error: a response echoing long Via and Record-Route
-	// headers would be lost. A datagram may be up to 64 KiB (IP fragments
-	// it); requests Switchback sends stay small.
-	sip.UDPMTUSize = 65000
-})

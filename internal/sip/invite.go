@@ -164,6 +164,7 @@ func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	user, pass := l.e.returnCredentials(t)
+	l.e.expectAnswers(actx, target)
 	d, err := l.e.placeInvite(actx, req, user, pass)
 	if err != nil {
 		sess.Close()

@@ -111,9 +111,9 @@ func (e *legEdge) events(t *testing.T, id string) []string {
 	return out
 }
 
-// peer is an independent SIP user agent (sipgo) on 127.0.0.2: the caller,
+// sipPeer is an independent SIP user agent (sipgo) on 127.0.0.2: the caller,
 // or the customer's side of an INVITE hand-back.
-type peer struct {
+type sipPeer struct {
 	ua   *sipgo.UserAgent
 	dua  *sipgo.DialogUA
 	addr *net.UDPAddr
@@ -126,7 +126,7 @@ type peer struct {
 
 
 
-func newPeer(t *testing.T) *peer {
+func newSipPeer(t *testing.T) *sipPeer {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"))
 	if err != nil {
@@ -137,10 +137,10 @@ func newPeer(t *testing.T) *peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Requests leave from the socket the peer listens on.
+	// Requests leave from the socket the sipPeer listens on.
 	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.2"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
-	p := &peer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64)}
-	p.dua = &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "peer", Host: "127.0.0.2", Port: p.addr.Port}}}
+	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64)}
+	p.dua = &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "sipPeer", Host: "127.0.0.2", Port: p.addr.Port}}}
 	ok := func(req *sip.Request, tx sip.ServerTransaction, hs ...sip.Header) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		for _, h := range hs {
@@ -194,7 +194,7 @@ func newPeer(t *testing.T) *peer {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the peer's socket is not served")
+			t.Fatal("the sipPeer's socket is not served")
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -202,14 +202,14 @@ func newPeer(t *testing.T) *peer {
 }
 
 func peerSDP(port int, direction string) []byte {
-	return []byte(fmt.Sprintf("v=0\r\no=peer 1 %d IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"+
+	return []byte(fmt.Sprintf("v=0\r\no=sipPeer 1 %d IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=%s\r\n",
 		time.Now().UnixNano()%1000, port, direction))
 }
 
 // call places a call to the edge for transfer id, with extra headers, and
 // returns the answered dialog.
-func (p *peer) call(t *testing.T, e *legEdge, id string, hs ...sip.Header) *sipgo.DialogClientSession {
+func (p *sipPeer) call(t *testing.T, e *legEdge, id string, hs ...sip.Header) *sipgo.DialogClientSession {
 	t.Helper()
 	hs = append(hs, sip.NewHeader(TransferIDHeader, id), sip.NewHeader("Content-Type", "application/sdp"))
 	to := sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}
@@ -229,8 +229,8 @@ func (p *peer) call(t *testing.T, e *legEdge, id string, hs ...sip.Header) *sipg
 	return d
 }
 
-// next returns the next request of method the peer got.
-func (p *peer) next(t *testing.T, method sip.RequestMethod, within time.Duration) *sip.Request {
+// next returns the next request of method the sipPeer got.
+func (p *sipPeer) next(t *testing.T, method sip.RequestMethod, within time.Duration) *sip.Request {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -270,12 +270,12 @@ func reinvite(t *testing.T, d *sipgo.DialogClientSession, body []byte) *sip.Resp
 func TestCallerLegOfferAnswerAndHold(t *testing.T) {
 	e := startLegEdge(t, holds, nil)
 	e.transfer(t, "hold-1", nil)
-	p := newPeer(t)
+	p := newSipPeer(t)
 	d := p.call(t, e, "hold-1")
 	if body := string(d.InviteResponse.Body()); !strings.Contains(body, "a=sendrecv\r\n") || !strings.Contains(body, "RTP/AVP 0 101") {
 		t.Fatalf("the answer:\n%s", body)
 	}
-	// Hold: the peer sends only, Switchback then only receives (RFC 3264
+	// Hold: the sipPeer sends only, Switchback then only receives (RFC 3264
 	// §8.4); then off hold again.
 	for _, tc := range []struct{ offer, answer string }{
 		{"sendonly", "recvonly"}, {"sendrecv", "sendrecv"}, {"inactive", "inactive"},
@@ -332,7 +332,7 @@ func TestCallerLegSessionTimer(t *testing.T) {
 	t.Run("Switchback refreshes", func(t *testing.T) {
 		e := startLegEdge(t, holds, nil)
 		e.transfer(t, "st-1", nil)
-		p := newPeer(t)
+		p := newSipPeer(t)
 		d := p.call(t, e, "st-1", sip.NewHeader("Session-Expires", "2;refresher=uas"), sip.NewHeader("Supported", "timer"))
 		if se := d.InviteResponse.GetHeader("Session-Expires"); se == nil || se.Value() != "2;refresher=uas" {
 			t.Fatalf("200's Session-Expires = %v", se)
@@ -349,7 +349,7 @@ func TestCallerLegSessionTimer(t *testing.T) {
 	t.Run("the caller stops refreshing", func(t *testing.T) {
 		e := startLegEdge(t, holds, nil)
 		e.transfer(t, "st-2", nil)
-		p := newPeer(t)
+		p := newSipPeer(t)
 		start := time.Now()
 		p.call(t, e, "st-2", sip.NewHeader("Session-Expires", "2;refresher=uac"), sip.NewHeader("Supported", "timer"))
 		// No refresh: the session is gone after 2 s less a third (RFC 4028
@@ -363,7 +363,7 @@ func TestCallerLegSessionTimer(t *testing.T) {
 	t.Run("the caller refreshes", func(t *testing.T) {
 		e := startLegEdge(t, holds, nil)
 		e.transfer(t, "st-3", nil)
-		p := newPeer(t)
+		p := newSipPeer(t)
 		d := p.call(t, e, "st-3", sip.NewHeader("Session-Expires", "2;refresher=uac"), sip.NewHeader("Supported", "timer"))
 		for range 3 {
 			time.Sleep(800 * time.Millisecond)
@@ -383,7 +383,7 @@ func TestCallerLegSessionTimer(t *testing.T) {
 	t.Run("an interval below Min-SE", func(t *testing.T) {
 		e := startLegEdge(t, holds, nil)
 		e.transfer(t, "st-4", nil)
-		p := newPeer(t)
+		p := newSipPeer(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
@@ -416,11 +416,11 @@ func TestReturnLegSessionTimer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startLegEdge(t, handsBack, nil)
-			back := newPeer(t)
+			back := newSipPeer(t)
 			back.answerHeaders = []sip.Header{sip.NewHeader("Session-Expires", "2;refresher="+tc.refresher), sip.NewHeader("Require", "timer")}
 			e.transfer(t, "rt-"+tc.refresher, &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
 				ReturnTransferType: switchback.ReturnINVITE})
-			caller := newPeer(t)
+			caller := newSipPeer(t)
 			d := caller.call(t, e, "rt-"+tc.refresher)
 			inv := back.next(t, sip.INVITE, 5*time.Second)
 			if h := inv.GetHeader("Supported"); h == nil || !strings.Contains(h.Value(), "timer") {
