@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchback/switchback/bench/internal/procstat"
 	"github.com/switchback/switchback/internal/media"
 	"github.com/switchback/switchback/internal/softphone"
 )
@@ -69,11 +70,11 @@ type MediaResult struct {
 	JitterMaxms float64 `json:"delay_max_ms"`
 	MaxGapms    float64 `json:"max_gap_ms"`
 	// The server while the calls were up.
-	Usage         usage   `json:"usage"`
-	MemBaseMB     float64 `json:"server_mem_before_mb"`
-	CPUPerCallPct float64 `json:"server_cpu_pct_per_call"` // of one core
-	MemPerCallKB  float64 `json:"server_mem_kb_per_call"`
-	UDPRcvbufErrs int64   `json:"udp_rcvbuf_errors"`
+	Usage         procstat.Usage `json:"usage"`
+	MemBaseMB     float64        `json:"server_mem_before_mb"`
+	CPUPerCallPct float64        `json:"server_cpu_pct_per_call"` // of one core
+	MemPerCallKB  float64        `json:"server_mem_kb_per_call"`
+	UDPRcvbufErrs int64          `json:"udp_rcvbuf_errors"`
 	// From the server's /metrics, before the calls and with them all up.
 	Before, Held      goMetrics
 	GoroutinesPerCall float64 `json:"goroutines_per_call"`
@@ -185,7 +186,7 @@ func runMedia(args []string) error {
 	if *dest == "" || *idsFile == "" || *n < 1 || *cps < 1 {
 		return errors.New("need -dest, -ids, -n >= 1 and -cps >= 1")
 	}
-	serverPids, err := parsePids(*pids)
+	serverPids, err := procstat.ParsePIDs(*pids)
 	if err != nil {
 		return err
 	}
@@ -209,10 +210,10 @@ func runMedia(args []string) error {
 	}
 	defer phone.Close()
 
-	base := (&sampler{server: serverPids}).read()
+	base := procstat.Reader{Server: serverPids, Memory: true}.Read()
 	r := MediaResult{Kind: "media", Round: *roundN, Calls: *n, ClientSends: *send}
 	r.Before = scrape(*metricsURL)
-	rcv0, _ := udpErrors()
+	rcv0, _ := procstat.UDPErrors()
 
 	// Set up: -cps calls a second, each in its own goroutine.
 	capacity := int((time.Duration(*n/(*cps)+3)*time.Second+*settle+*hold+5*time.Second)/(20*time.Millisecond)) + 200
@@ -255,13 +256,13 @@ func runMedia(args []string) error {
 
 	sleepCtx(ctx, *settle)
 	w0 := time.Now()
-	smp := startSampler(serverPids, nil, 500*time.Millisecond)
+	smp := procstat.Start(procstat.Reader{Server: serverPids, Self: true, Memory: true}, 500*time.Millisecond)
 	sleepCtx(ctx, *hold/2)
 	r.Held = scrape(*metricsURL)
 	sleepCtx(ctx, *hold-*hold/2)
 	w1 := time.Now()
-	samples := smp.finish()
-	rcv1, _ := udpErrors()
+	samples := smp.Finish()
+	rcv1, _ := procstat.UDPErrors()
 	close(stopSend)
 	sending.Wait()
 
@@ -293,8 +294,8 @@ func runMedia(args []string) error {
 	}
 	recv.Wait()
 
-	r.Usage = usageBetween(samples[0], samples[len(samples)-1], samples)
-	r.MemBaseMB = round(float64(base.memKB)/1024, 1)
+	r.Usage = procstat.UsageBetween(samples[0], samples[len(samples)-1], samples)
+	r.MemBaseMB = round(float64(base.ServerPSSKB)/1024, 1)
 	r.UDPRcvbufErrs = rcv1 - rcv0
 	if r.Answered > 0 {
 		r.CPUPerCallPct = round(r.Usage.ServerPct/float64(r.Answered), 4)
