@@ -75,16 +75,21 @@ func TestDescendants(t *testing.T) {
 	}
 }
 
-// TestSamplerCountsThisProcess burns CPU in this process, the client, and
-// finds it in the samples and in Usage.
+// TestSamplerCountsThisProcess burns 0.3 s of CPU in this process, the
+// client, and finds it in the samples and in Usage, however busy the
+// machine.
 func TestSamplerCountsThisProcess(t *testing.T) {
 	requireLinux(t)
 	s := Start(Reader{Server: []int{os.Getpid()}, Self: true, Memory: true}, 50*time.Millisecond)
-	for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); {
+	self, _ := Stat(os.Getpid())
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if now, _ := Stat(os.Getpid()); now.Ticks-self.Ticks >= 30 {
+			break
+		}
 	}
 	samples := s.Finish()
-	if len(samples) < 4 {
-		t.Fatalf("%d samples in 400 ms at 50 ms", len(samples))
+	if len(samples) < 3 {
+		t.Fatalf("%d samples", len(samples))
 	}
 	a, b := samples[0], samples[len(samples)-1]
 	if !a.OK || !b.OK || b.ServerPSSKB <= 0 {
@@ -92,8 +97,8 @@ func TestSamplerCountsThisProcess(t *testing.T) {
 	}
 	u := UsageBetween(a, b, samples)
 	// This process is both the server and the client: each saw the burn.
-	if u.ServerPct < 30 || u.ClientPct < 30 || u.MemMaxMB <= 0 || u.Seconds < 0.35 {
-		t.Fatalf("usage %+v", u)
+	if u.ServerCPU < 0.3 || b.Client-a.Client < 30 || u.ServerPct <= 0 || u.ClientPct <= 0 || u.MemMaxMB <= 0 {
+		t.Fatalf("usage %+v, client ticks %d", u, b.Client-a.Client)
 	}
 }
 
