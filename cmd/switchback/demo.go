@@ -18,13 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/agent"
 	"github.com/switchback/switchback/internal/agent/websocket"
 	"github.com/switchback/switchback/internal/agent/websocket/echo"
 	"github.com/switchback/switchback/internal/config"
-	sipedge "github.com/switchback/switchback/internal/sip"
+	"github.com/switchback/switchback/internal/softphone"
 )
 
 const demoUsage = `Usage: switchback demo [flags]
@@ -145,34 +144,34 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// 2-4. Its phone system sends the call, the agent answers, the caller
 	// presses 1, and the call comes back.
 	sipAddr := g.edge.Addr()
-	plan := callPlan{
-		Target:    sip.Uri{Scheme: "sip", User: config.DefaultTenantID, Host: sipAddr.Addr().String(), Port: int(sipAddr.Port())},
-		Dest:      sipAddr.String(),
-		DTMF:      "1",
-		DTMFDelay: defaultDTMFDelay,
-		Timeout:   demoCallTimeout,
+	plan := softphone.Plan{
+		Target:      "sip:" + config.DefaultTenantID + "@" + sipAddr.String(),
+		DialOptions: softphone.DialOptions{Record: *record != ""},
+		DTMF:        "1",
+		DTMFDelay:   defaultDTMFDelay,
+		Timeout:     demoCallTimeout,
 	}
-	with := " with " + sipedge.TransferIDHeader + ": " + id
+	with := " with " + softphone.TransferIDHeader + ": " + id
 	if *phoneNumber {
 		if created.PhoneNumber == nil || created.PhoneNumber.TransferNumber == "" {
 			return errors.New("the PHONE_NUMBER transfer came without a transferNumber")
 		}
-		plan.Target.User = created.PhoneNumber.TransferNumber
+		plan.Target = "sip:" + created.PhoneNumber.TransferNumber + "@" + sipAddr.String()
 		with = ", the leased number,"
 	} else {
-		plan.Headers = []sip.Header{sip.NewHeader(sipedge.TransferIDHeader, id)}
+		plan.TransferID = id
 	}
 	ports, _ := parsePortRange(defaultPhoneRTP)
-	phone, err := newSoftphone(phoneOptions{LocalIP: netip.MustParseAddr("127.0.0.1"), RTPPorts: ports, Transport: "UDP", Events: detail, Log: log})
+	phone, err := softphone.New(softphone.Options{LocalIP: netip.MustParseAddr("127.0.0.1"), RTPPorts: ports, Transport: "udp", Events: detail, Log: log})
 	if err != nil {
 		return err
 	}
 	defer phone.Close()
-	call := phone.Call(ctx, plan)
+	call := phone.Run(ctx, plan)
 	if !call.Answered {
-		return fmt.Errorf("2. Called %s%s ... %s", plan.Target.String(), with, call.End)
+		return fmt.Errorf("2. Called %s%s ... %s", plan.Target, with, call.End)
 	}
-	fmt.Fprintf(stdout, "2. Called %s%s ... %s\n", plan.Target.String(), with, call.Answer)
+	fmt.Fprintf(stdout, "2. Called %s%s ... %s\n", plan.Target, with, call.Answer)
 	if !call.DigitsSent {
 		return fmt.Errorf("3. The call ended before 1 was pressed: %s", call.End)
 	}
@@ -196,7 +195,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *record != "" {
-		if err := saveWAV(*record, call.Recording); err != nil {
+		if err := softphone.SaveWAV(*record, call.Recording); err != nil {
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
