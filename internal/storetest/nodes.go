@@ -19,6 +19,16 @@ import (
 
 func wall() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
+// lapse lets a current lease expire: renewed for a moment, then waited out,
+// however long the test took to get here.
+func lapse(t *testing.T, s switchback.Store, l switchback.NodeLease) {
+	t.Helper()
+	if err := s.RenewNode(context.Background(), l, time.Millisecond, wall()); err != nil {
+		t.Fatalf("renew %v for a moment: %v", l, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+}
+
 func mustAcquire(t *testing.T, s switchback.Store, id string, ttl time.Duration) switchback.NodeLease {
 	t.Helper()
 	l, err := s.AcquireNode(context.Background(), id, ttl, wall())
@@ -127,13 +137,12 @@ func testNodeLeases(t *testing.T, open Opener) {
 func testLeaseExpires(t *testing.T, open Opener) {
 	s := open(t, Quarantine)
 	ctx := context.Background()
-	const ttl = 150 * time.Millisecond
-	a := mustAcquire(t, s, "a", ttl)
-	if err := s.RenewNode(ctx, a, ttl, wall()); err != nil {
+	a := mustAcquire(t, s, "a", time.Minute)
+	if err := s.RenewNode(ctx, a, time.Minute, wall()); err != nil {
 		t.Fatalf("renew within the TTL: %v", err)
 	}
-	time.Sleep(2 * ttl)
-	wantCode(t, s.RenewNode(ctx, a, ttl, wall()), switchback.EFENCED)
+	lapse(t, s, a)
+	wantCode(t, s.RenewNode(ctx, a, time.Minute, wall()), switchback.EFENCED)
 	if n := nodeState(t, s, "a"); n.Live || !n.ReleasedAt.IsZero() {
 		t.Fatalf("lapsed lease listed as %+v", n)
 	}
@@ -244,8 +253,7 @@ func testFencedWrites(t *testing.T, open Opener) {
 func testTakeOverCalls(t *testing.T, open Opener) {
 	s := open(t, Quarantine)
 	ctx := context.Background()
-	const ttl = 200 * time.Millisecond
-	a := mustAcquire(t, s, "a", ttl)
+	a := mustAcquire(t, s, "a", time.Minute)
 	b := mustAcquire(t, s, "b", time.Minute)
 	for _, tr := range []*switchback.Transfer{
 		liveTransfer("acme", "x1", "c1"), liveTransfer("globex", "x2", ""), liveTransfer("acme", "done", "c2"),
@@ -271,7 +279,7 @@ func testTakeOverCalls(t *testing.T, open Opener) {
 	if calls, err := s.TakeOverCalls(ctx, b, wall(), 10); err != nil || len(calls) != 0 {
 		t.Fatalf("takeover while every lease is live: %+v, %v", calls, err)
 	}
-	time.Sleep(ttl + 100*time.Millisecond) // a is gone
+	lapse(t, s, a) // a is gone
 	_, err := s.TakeOverCalls(ctx, a, wall(), 10)
 	wantCode(t, err, switchback.EFENCED) // a dead node takes nothing over
 
@@ -409,10 +417,31 @@ func testCallLimit(t *testing.T, open Opener) {
 	if _, err := s.MatchNumber(ctx, "+12025550100", switchback.CallClaim{MaxCalls: 3}, wall()); err != nil {
 		t.Fatalf("match a number under a higher limit: %v", err)
 	}
-	// No limit: counted, never refused.
+	// No limit: never refused.
 	mustCreate(t, s, liveTransfer("acme", "l4", "conv-l4"))
 	if _, err := s.MatchTransfer(ctx, "acme", "l4", noClaim, wall()); err != nil {
 		t.Fatalf("match without a limit: %v", err)
+	}
+	// A lowered limit counts the calls matched under the higher one.
+	mustCreate(t, s, liveTransfer("acme", "l5", "conv-l5"))
+	_, err = s.MatchTransfer(ctx, "acme", "l5", switchback.CallClaim{MaxCalls: 2}, wall())
+	wantCode(t, err, switchback.EBUSY)
+
+	// A call its node lost frees its slot once taken over.
+	dead := mustAcquire(t, s, "dead", time.Minute)
+	mustCreate(t, s, liveTransfer("initech", "i1", "conv-i1"))
+	mustCreate(t, s, liveTransfer("initech", "i2", "conv-i2"))
+	if _, err := s.MatchTransfer(ctx, "initech", "i1", switchback.CallClaim{Owner: dead, MaxCalls: 1}, wall()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.MatchTransfer(ctx, "initech", "i2", switchback.CallClaim{MaxCalls: 1}, wall())
+	wantCode(t, err, switchback.EBUSY)
+	mustAcquire(t, s, "dead", time.Minute)
+	if calls, err := s.TakeOverCalls(ctx, noLease, wall(), 10); err != nil || len(calls) != 1 {
+		t.Fatalf("takeover: %+v, %v", calls, err)
+	}
+	if _, err := s.MatchTransfer(ctx, "initech", "i2", switchback.CallClaim{MaxCalls: 1}, wall()); err != nil {
+		t.Fatalf("match once the lost call was taken over: %v", err)
 	}
 }
 
