@@ -88,9 +88,11 @@ type CallClaim struct {
 	// (EFENCED otherwise), and the transfer records it as the call's owner.
 	// Zero: no node (see NodeLease).
 	Owner NodeLease
-	// MaxCalls, when positive, is how many ONGOING transfers the tenant may
-	// have at once across every node sharing the store: the match is
-	// refused with EBUSY when it already has that many.
+	// MaxCalls, when positive, is how many calls the tenant may have
+	// ONGOING at once across every node sharing the store: the match is
+	// refused with EBUSY when it already has that many. Calls matched
+	// without a limit are not counted; calls matched under a higher limit
+	// are, until they end.
 	MaxCalls int
 }
 

@@ -19,9 +19,11 @@ import (
 // call (CompleteTransfer, SetReturnResult, EndCall, RecordConversation)
 // carries the writer's lease, by. Such a write is refused with EFENCED,
 // changing nothing, when by is not zero and no longer current, or when the
-// transfer's owner is another lease than by; the check and the write are
-// one atomic step. So a node that was partitioned from the store or paused
-// past its TTL writes nothing over what another node decided.
+// transfer's owner is another lease than by; the check is made in the
+// write's own statement or transaction. A lease found dead stays dead, and
+// TakeOverCalls only moves calls of dead leases, so a node that was
+// partitioned from the store or paused past its TTL writes nothing over
+// what another node decided.
 type Store interface {
 	// NonceStore keeps the SIP digest nonce key and the nonces already used,
 	// so every node sharing the store accepts each nonce once.
@@ -62,8 +64,8 @@ type Store interface {
 	// ExternalConversationID is ONGOING (two legs of a conversation are
 	// never live at once, across all nodes sharing the store); EBUSY,
 	// leaving it ACTIVE, when c.MaxCalls is positive and the tenant already
-	// has that many ONGOING transfers (counted across all nodes, so two
-	// nodes cannot both take the last call slot).
+	// has that many calls ONGOING that were matched under a limit (across
+	// all nodes: two nodes cannot both take the last one).
 	MatchTransfer(ctx context.Context, tenantID, id string, c CallClaim, now time.Time) (*Transfer, error)
 
 	// MatchNumber is MatchTransfer for the transfer leasing number e164;

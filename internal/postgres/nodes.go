@@ -23,7 +23,7 @@ import (
 // the same lease that finds it current again.
 
 // leaseLive is an SQL condition: the lease (node, epoch), two parameter
-// references, is current, or node is ” (no lease).
+// references, is current, or node is empty (no lease).
 func leaseLive(node, epoch string) string {
 	return `(` + node + ` = '' OR EXISTS (SELECT 1 FROM nodes
 		WHERE nodes.id = ` + node + ` AND nodes.epoch = ` + epoch + ` AND nodes.expires_at > clock_timestamp()))`
@@ -73,33 +73,6 @@ func checkLease(ctx context.Context, q querier, l switchback.NodeLease) error {
 		return fmt.Errorf("check the node lease: %w", err)
 	} else if !live {
 		return switchback.LeaseLostError(l)
-	}
-	return nil
-}
-
-// tenantCallsLock is the first key of the advisory locks on tenants' call
-// counts. The two-key space of advisory locks is apart from the one-key
-// space of the conversation and migration locks, so they never collide.
-const tenantCallsLock int32 = 0x53424d43 // "SBMC"
-
-// checkCallLimit returns EBUSY when the tenant has max calls ONGOING. It
-// first takes the transaction-scoped lock on the tenant's calls, which a
-// match holds until its move is committed, so two nodes never both take
-// the last slot; the count is its own statement, whose snapshot is taken
-// once the lock is held and so sees the previous holder's call. Only
-// matches of a tenant with a limit wait on each other; the count reads the
-// index of ONGOING transfers, at most max entries of it.
-func checkCallLimit(ctx context.Context, tx pgx.Tx, tenantID string, max int) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, tenantCallsLock, tenantID); err != nil {
-		return fmt.Errorf("lock the tenant's calls: %w", err)
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers
-		WHERE tenant_id = $1 AND status = 'ONGOING' LIMIT $2) AS calls`, tenantID, max).Scan(&n); err != nil {
-		return fmt.Errorf("count the tenant's calls: %w", err)
-	}
-	if n >= max {
-		return switchback.BusyError(tenantID, max)
 	}
 	return nil
 }

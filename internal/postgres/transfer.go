@@ -219,20 +219,32 @@ func (db *DB) MatchNumber(ctx context.Context, e164 string, c switchback.CallCla
 
 // match moves the transfer of t that where selects (its parameters from $4
 // on) from ACTIVE to ONGOING at now, if unexpired, records c.Owner as its
-// owner and releases its number. It returns pgx.ErrNoRows when no transfer
-// made the move, EFENCED when c.Owner is no longer current, the live-leg
-// ECONFLICT when another leg of its conversation is ONGOING, and EBUSY when
-// its tenant has c.MaxCalls calls ONGOING.
+// owner, gives it a call slot under c.MaxCalls (see slots.go) and releases
+// its number. It returns pgx.ErrNoRows when no transfer made the move,
+// EFENCED when c.Owner is no longer current, the live-leg ECONFLICT when
+// another leg of its conversation is ONGOING, and EBUSY when its tenant
+// has no call slot free.
 //
 // Two legs of one conversation may be matched on two nodes at once, and
 // under READ COMMITTED neither would see the other's uncommitted move; so
 // the check and the move run under a transaction-scoped advisory lock on
 // the conversation, which the winner holds until its move is committed.
-// The tenant's count of calls is taken the same way, under a lock on the
-// tenant's calls, and only when it has a limit.
 func (db *DB) match(ctx context.Context, c switchback.CallClaim, now time.Time, where string, args ...any) (*switchback.Transfer, error) {
-	var t *switchback.Transfer
 	args = append([]any{micros(now), c.Owner.Node, c.Owner.Epoch}, args...)
+	for attempt := 1; ; attempt++ {
+		t, err := db.matchOnce(ctx, c, now, where, args)
+		var lost *slotTakenError
+		if !errors.As(err, &lost) {
+			return t, err
+		} else if attempt == maxSlotAttempts {
+			return nil, switchback.BusyError(lost.tenantID, c.MaxCalls)
+		}
+	}
+}
+
+// matchOnce is one attempt of match, whose args it takes as they are.
+func (db *DB) matchOnce(ctx context.Context, c switchback.CallClaim, now time.Time, where string, args []any) (*switchback.Transfer, error) {
+	var t *switchback.Transfer
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var (
 			live             bool
@@ -262,20 +274,23 @@ func (db *DB) match(ctx context.Context, c switchback.CallClaim, now time.Time, 
 				return switchback.LiveLegError(ext, live)
 			}
 		}
+		var slot *int32 // none without a limit
 		if c.MaxCalls > 0 {
-			if err := checkCallLimit(ctx, tx, *tenantID, c.MaxCalls); err != nil {
+			s, err := pickCallSlot(ctx, tx, *tenantID, c.MaxCalls)
+			if err != nil {
 				return err
 			}
+			slot = &s
 		}
 		var err error
 		t, err = scanTransfer(tx.QueryRow(ctx, `
 			UPDATE transfers SET status = 'ONGOING', call_received_at = $1, number_released_at = $1,
-				owner_node = $4, owner_epoch = $5
+				owner_node = $4, owner_epoch = $5, call_slot = $6
 			WHERE tenant_id = $2 AND id = $3 AND status = 'ACTIVE' AND expires_at > $1
 			RETURNING `+transferColumns,
-			micros(now), *tenantID, *id, c.Owner.Node, c.Owner.Epoch))
+			micros(now), *tenantID, *id, c.Owner.Node, c.Owner.Epoch, slot))
 		if err != nil {
-			return err
+			return slotTaken(err, *tenantID)
 		}
 		return db.release(ctx, tx, t, now)
 	})

@@ -243,3 +243,40 @@ func refuseWrite(ctx context.Context, tx *wtx, tenantID, id string, want switchb
 	}
 	return nil
 }
+
+// callSlot returns the lowest call slot of the tenant under max that no
+// ONGOING transfer holds, or EBUSY when the tenant has max calls holding
+// slots (those of a higher limit since lowered count too, until they end).
+// A tenant's limit holds as on a store several nodes share: the unique
+// index transfers_call_slot keeps two ONGOING transfers of a tenant from
+// holding one slot, and a slot frees itself when its transfer leaves
+// ONGOING.
+func callSlot(ctx context.Context, tx *wtx, tenantID string, max int) (int64, error) {
+	rows, err := tx.query(ctx, `SELECT call_slot FROM transfers
+		WHERE tenant_id = ? AND status = 'ONGOING' AND call_slot IS NOT NULL`, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	used := map[int64]bool{}
+	n := 0
+	for rows.Next() {
+		var s int64
+		if err := rows.Scan(&s); err != nil {
+			return 0, err
+		}
+		used[s] = true
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if n >= max {
+		return 0, switchback.BusyError(tenantID, max)
+	}
+	var s int64
+	for used[s] {
+		s++
+	}
+	return s, nil
+}

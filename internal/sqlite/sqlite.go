@@ -433,29 +433,29 @@ func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, c switchb
 	} else if !live {
 		return nil, switchback.LeaseLostError(c.Owner)
 	}
+	var slot sql.NullInt64 // none without a limit
 	if c.MaxCalls > 0 {
-		var n int
-		if err := tx.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM transfers
-			WHERE tenant_id = ? AND status = 'ONGOING' LIMIT ?)`, tenantID, c.MaxCalls).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n >= c.MaxCalls {
+		s, err := callSlot(ctx, tx, tenantID, c.MaxCalls)
+		if switchback.ErrorCode(err) == switchback.EBUSY {
 			// A call that could not be matched anyway says why.
 			if err := db.refuseMatch(ctx, tx, tenantID, id, now); err != nil {
 				return nil, err
 			}
-			return nil, switchback.BusyError(tenantID, c.MaxCalls)
 		}
+		if err != nil {
+			return nil, err
+		}
+		slot = sql.NullInt64{Int64: s, Valid: true}
 	}
 	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?, number_released_at = ?,
-			owner_node = ?, owner_epoch = ?
+			owner_node = ?, owner_epoch = ?, call_slot = ?
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ?
 			AND (external_conversation_id = '' OR NOT EXISTS (SELECT 1 FROM transfers AS live
 				WHERE live.tenant_id = transfers.tenant_id
 					AND live.external_conversation_id = transfers.external_conversation_id
 					AND live.status = 'ONGOING'))
 		RETURNING `+transferColumns,
-		switchback.StatusOngoing, micros(now), micros(now), c.Owner.Node, c.Owner.Epoch,
+		switchback.StatusOngoing, micros(now), micros(now), c.Owner.Node, c.Owner.Epoch, slot,
 		tenantID, id, switchback.StatusActive, micros(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		if err := db.refuseMatch(ctx, tx, tenantID, id, now); err != nil {
