@@ -146,7 +146,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 		Policy: func(id string) (transfer.Policy, bool) {
 			t, ok := cfg.Tenant(id)
 			return transfer.Policy{PhoneNumberTTL: t.PhoneNumberTTL.Duration(), SIPTTL: t.SIPTTL.Duration(),
-				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType)}, ok
+				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType), MaxCalls: t.SIP.MaxCalls}, ok
 		},
 		SweepInterval: cfg.Expiry.SweepInterval.Duration(), MaxCallDuration: cfg.Expiry.MaxCallDuration.Duration(),
 	})

@@ -29,6 +29,10 @@ var statusOf = map[string]struct {
 	switchback.ERATELIMIT:     {http.StatusTooManyRequests, "429-01"},
 	switchback.EEXHAUSTED:     {http.StatusServiceUnavailable, "503-01"},
 	switchback.EUNAVAILABLE:   {http.StatusServiceUnavailable, "503-02"},
+	// A call's own refusals, which no API request meets; were one to, the
+	// client could only retry.
+	switchback.EBUSY:   {http.StatusServiceUnavailable, "503-02"},
+	switchback.EFENCED: {http.StatusServiceUnavailable, "503-02"},
 	// A failure that is not a domain error is the store failing or a bug:
 	// either way the client can only retry, and never sees the details.
 	switchback.EINTERNAL: {http.StatusServiceUnavailable, "503-02"},
