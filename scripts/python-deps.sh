@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 
 venv=.venv
 reqs=scripts/requirements-test.txt
+# Files $reqs includes (-r): a change to them reinstalls too.
+included=examples/pipecat/requirements.txt
 
 log() { echo "python-deps.sh: $*" >&2; }
 
 # The stamp names the requirements and the interpreter the virtualenv was
 # made with: a change to either reinstalls.
 stamp_of() {
-	{ sha256sum "$reqs"; "$1" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1
+	{ sha256sum "$reqs" $included; "$1" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1
 }
 
 up_to_date() {

@@ -72,9 +72,14 @@ func (s *syncBuffer) String() string {
 func startPipecat(t *testing.T, token, apiBase string) string {
 	t.Helper()
 	root := repoRoot(t)
+	// scripts/python-deps.sh installs pipecat into .venv/ when it is
+	// missing, and returns at once when it is there.
+	if out, err := exec.Command("bash", filepath.Join(root, "scripts", "python-deps.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("scripts/python-deps.sh: %v\n%s", err, out)
+	}
 	python := filepath.Join(root, ".venv", "bin", "python")
 	if _, err := os.Stat(python); err != nil {
-		t.Fatalf("the pipecat peer needs %s: %v (python3 -m venv .venv && .venv/bin/pip install -r examples/pipecat/requirements.txt)", python, err)
+		t.Fatalf("the pipecat peer needs %s: %v", python, err)
 	}
 	port := freePort(t)
 	url := fmt.Sprintf("ws://127.0.0.1:%d/media", port)
