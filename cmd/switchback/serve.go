@@ -160,7 +160,7 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := httpapi.NewServer(httpapi.Deps{
 		Store: store, Transfers: svc, Log: log, Registry: reg, Draining: calls.Draining,
-		Routes: map[string]http.Handler{websocket.HangUpPrefix: websocket.HangUpHandler(hangUps, log)},
+		Routes:       map[string]http.Handler{websocket.HangUpPrefix: websocket.HangUpHandler(hangUps, log)},
 		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
 		AuthFailureLimit: httpapi.RateLimit{RequestsPerSecond: cfg.API.AuthFailureLimit.RequestsPerSecond, Burst: cfg.API.AuthFailureLimit.Burst},
 		Tenant: func(id string) (httpapi.Tenant, bool) {

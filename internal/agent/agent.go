@@ -115,7 +115,9 @@ func Load(tenants []config.Tenant, deps Deps) (*Registry, error) {
 // one is the factory of an agent that takes any number of calls at once.
 type one struct{ agent switchback.Agent }
 
-func (o one) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) { return o.agent, nil }
+func (o one) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) {
+	return o.agent, nil
+}
 
 // NewAgent makes the agent for a tenant's task: on a conversation's later
 // call, the one of the task its saved state was in; else the one configured

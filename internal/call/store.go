@@ -36,7 +36,7 @@ var DefaultRetry = Retry{Attempts: 5, Backoff: 200 * time.Millisecond, MaxBackof
 // again.
 func permanent(err error) bool {
 	switch switchback.ErrorCode(err) {
-	case switchback.EGONE, switchback.ENOTFOUND, switchback.EINVALID, switchback.ECONFLICT:
+	case switchback.EGONE, switchback.ENOTFOUND, switchback.EINVALID, switchback.ECONFLICT, switchback.EFENCED:
 		return true
 	}
 	return false

@@ -21,7 +21,9 @@ import (
 // agentFunc is an agent factory whose agents run f.
 type agentFunc func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error)
 
-func (f agentFunc) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) { return f, nil }
+func (f agentFunc) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) {
+	return f, nil
+}
 func (f agentFunc) Run(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
 	return f(ctx, call)
 }
@@ -123,8 +125,6 @@ type sipPeer struct {
 	mu            sync.Mutex
 	server        *sipgo.DialogServerSession
 }
-
-
 
 func newSipPeer(t *testing.T) *sipPeer {
 	t.Helper()
