@@ -67,7 +67,10 @@ func (c *Call) handBack(ctx context.Context, leg Leg, ac *agentCall, hb *switchb
 		by := "switchback"
 		select {
 		case <-leg.Ended():
+			// Gone without a BYE of its own (its RTP or session timer
+			// lapsed): the BYE is still Switchback's to send.
 			by = leg.EndedBy()
+			bye = by != "caller"
 		default:
 			bye = true
 		}

@@ -441,3 +441,18 @@ func TestResumedConversationReachesTheAgent(t *testing.T) {
 		t.Errorf("info = %+v", f.info)
 	}
 }
+
+func TestALegGoneWithoutItsByeStillGetsOne(t *testing.T) {
+	s := newSetup(t, switchback.ReturnREFER, handsBack(switchback.TransferAgent), false)
+	s.leg.refer = func(ctx context.Context, tr *switchback.Transfer) switchback.ReturnResult {
+		// The caller's session timer lapses while the REFER waits.
+		s.leg.endOnce.Do(func() { s.leg.by = "session-timer"; close(s.leg.ended) })
+		return switchback.ReturnResult{Method: switchback.ReturnREFER, SIPStatus: 202, Reason: "gone"}
+	}
+	s.start(t)
+	s.wait(t)
+	s.trail.before(t, "stored result REFER", "BYE")
+	if by := s.transfers.events(switchback.EventCallEnded); len(by) != 1 || by[0]["by"] != "session-timer" {
+		t.Errorf("call.ended = %v", by)
+	}
+}

@@ -116,7 +116,7 @@ func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (
 		return nil, r
 	}
 	if isClosed(l.ended) {
-		r.Reason = "the caller hung up before the return INVITE"
+		r.Reason = l.gone() + " before the return INVITE"
 		return nil, r
 	}
 	requestURI, headers, err := splitReturnURI(t.SIP.ReturnURI)
@@ -174,7 +174,7 @@ func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (
 			r.SIPStatus = dr.Res.StatusCode
 			return fail("the return leg answered " + strconv.Itoa(dr.Res.StatusCode))
 		case isClosed(l.ended):
-			r.Reason = "the caller hung up before the return leg answered"
+			r.Reason = l.gone() + " before the return leg answered"
 			return nil, r
 		case errors.Is(context.Cause(ctx), switchback.ErrShutdown):
 			return fail("Switchback shut down while the return leg rang")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
@@ -64,6 +65,10 @@ type leg struct {
 	stopOnce   sync.Once
 	wg         sync.WaitGroup
 
+	// referring is set while a REFER hand-back waits: the caller may stop
+	// sending RTP while it calls the transfer target, so the RTP timeout
+	// does not end the leg then; sip.referTimeout bounds the wait.
+	referring atomic.Bool
 	refreshed chan struct{}    // the peer refreshed the session
 	infos     chan rune        // digits to send by INFO, in order
 	notifies  chan referNotify // the NOTIFYs of our REFER (caller leg)
@@ -125,6 +130,17 @@ func (l *leg) EndedBy() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.by
+}
+
+// gone says how the leg ended, in words for a hand-back's reason.
+func (l *leg) gone() string {
+	switch l.EndedBy() {
+	case "rtp-timeout":
+		return "the " + string(l.name) + "'s RTP stopped"
+	case "session-timer":
+		return "the " + string(l.name) + "'s session timer lapsed"
+	}
+	return "the " + string(l.name) + " hung up"
 }
 
 // peerHungUp reports whether the leg ended because its peer sent BYE.

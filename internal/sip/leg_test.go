@@ -46,7 +46,7 @@ type legEdge struct {
 	svc *transfer.Service
 }
 
-func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config)) *legEdge {
+func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config), minimumSE ...time.Duration) *legEdge {
 	t.Helper()
 	cfg := config.Default()
 	cfg.SIP.Listen = "127.0.0.1:0"
@@ -68,8 +68,11 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Session intervals short enough for a test.
+	// Session intervals short enough for a test, unless one is given.
 	e.minSE = time.Second
+	if len(minimumSE) > 0 {
+		e.minSE = minimumSE[0]
+	}
 	if err := e.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -381,27 +384,25 @@ func TestCallerLegSessionTimer(t *testing.T) {
 		d.Bye(context.Background())
 	})
 	t.Run("an interval below Min-SE", func(t *testing.T) {
-		e := startLegEdge(t, holds, nil)
+		// The edge's real minimum, 90 s (RFC 4028 §4).
+		e := startLegEdge(t, holds, nil, minSE)
 		e.transfer(t, "st-4", nil)
 		p := newSipPeer(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
-			sip.NewHeader(TransferIDHeader, "st-4"), sip.NewHeader("Session-Expires", "0"), sip.NewHeader("Content-Type", "application/sdp"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		e.minSE = 90 * time.Second
-		d2, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
 			sip.NewHeader(TransferIDHeader, "st-4"), sip.NewHeader("Session-Expires", "30"), sip.NewHeader("Content-Type", "application/sdp"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer d2.Close()
-		err = d2.WaitAnswer(ctx, sipgo.AnswerOptions{})
-		if res := d2.InviteResponse; res == nil || res.StatusCode != 422 || res.GetHeader("Min-SE").Value() != "90" {
+		defer d.Close()
+		err = d.WaitAnswer(ctx, sipgo.AnswerOptions{})
+		if res := d.InviteResponse; res == nil || res.StatusCode != 422 || res.GetHeader("Min-SE").Value() != "90" {
 			t.Fatalf("Session-Expires 30 answered %v (%v)", res, err)
+		}
+		// The transfer is left for a call that asks less.
+		if tr, err := e.svc.Get(ctx, "demo", "st-4"); err != nil || tr.Status != switchback.StatusActive {
+			t.Fatalf("after the 422: %+v %v", tr, err)
 		}
 	})
 }

@@ -61,6 +61,10 @@ func (l *leg) deliver() {
 			return
 		case <-inactive:
 			inactive = nil
+			if l.referring.Load() {
+				l.log.Info("no RTP while the caller is transferred; the REFER's timeout decides", "leg", string(l.name))
+				continue
+			}
 			l.log.Info("no RTP; the leg is gone", "leg", string(l.name), "timeout", l.e.cfg.RTPTimeout.Duration().String())
 			l.end("rtp-timeout")
 		case d := <-l.media.Digits():

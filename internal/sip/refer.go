@@ -33,9 +33,11 @@ func (l *leg) Refer(ctx context.Context, t *switchback.Transfer) (r switchback.R
 		return r
 	}
 	if isClosed(l.ended) {
-		r.Reason = "the caller hung up before the REFER"
+		r.Reason = l.gone() + " before the REFER"
 		return r
 	}
+	l.referring.Store(true)
+	defer l.referring.Store(false)
 	timeout := l.e.cfg.ReferTimeout.Duration()
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -61,7 +63,7 @@ func (l *leg) Refer(ctx context.Context, t *switchback.Transfer) (r switchback.R
 	if err != nil {
 		switch {
 		case isClosed(l.ended):
-			r.Reason = "the caller hung up before answering the REFER"
+			r.Reason = l.gone() + " before answering the REFER"
 			return r
 		case why() != "":
 			return fallback(why())
@@ -72,7 +74,7 @@ func (l *leg) Refer(ctx context.Context, t *switchback.Transfer) (r switchback.R
 	}
 	r.SIPStatus = res.StatusCode
 	if !res.IsSuccess() && isClosed(l.ended) {
-		r.Reason = "the caller hung up before answering the REFER"
+		r.Reason = l.gone() + " before answering the REFER"
 		return r
 	}
 	if !res.IsSuccess() {
@@ -114,7 +116,7 @@ func (l *leg) Refer(ctx context.Context, t *switchback.Transfer) (r switchback.R
 			}
 			switch {
 			case r.NotifyStatus < 200:
-				r.Reason = "the caller hung up before the final NOTIFY"
+				r.Reason = l.gone() + " before the final NOTIFY"
 			case r.NotifyStatus >= 300:
 				r.Reason = "the transfer failed with " + strconv.Itoa(r.NotifyStatus) + " and the caller hung up"
 			}
