@@ -44,6 +44,12 @@ const (
 	EventHold        EventType = "hold"         // a leg put the call on hold; data: leg
 	EventUnhold      EventType = "unhold"       // a leg took the call off hold; data: leg
 	EventCallEnded   EventType = "call.ended"   // the call ended; data: by
+	EventTranscript  EventType = "transcript"   // what was said, as an agent heard or spoke it; data: role, text, final
+	// EventAgentFallback: the call's agent could not take it (unreachable,
+	// handshake refused, too slow) or keep it (the connection dropped, or
+	// closed without a hand-back), and its fallback took over; data:
+	// reason, fallback.
+	EventAgentFallback EventType = "agent.fallback"
 )
 
 // MaxEventsPerRecord bounds the events one RecordConversation may add, so

@@ -19,6 +19,8 @@ const (
 	ERATELIMIT     = "rate_limited"  // the key is over its request rate
 	EEXHAUSTED     = "exhausted"     // no number is free right now
 	EUNAVAILABLE   = "unavailable"   // the store cannot be reached
+	EFENCED        = "fenced"        // the node's lease is no longer current, or another node holds the call: it may write nothing for it
+	EBUSY          = "busy"          // the tenant has as many calls in progress as it may have
 	EINTERNAL      = "internal"      // a bug; never shown with its details
 )
 

@@ -13,10 +13,25 @@ import (
 // Errors are *Error values with the codes named below; anything else means
 // the store could not be reached or failed, and callers report it as
 // EUNAVAILABLE.
+//
+// Calls are fenced (see NodeLease): a match records the lease of the node
+// taking the call as the transfer's owner, and every later write for the
+// call (CompleteTransfer, SetReturnResult, EndCall, RecordConversation)
+// carries the writer's lease, by. Such a write is refused with EFENCED,
+// changing nothing, when by is not zero and no longer current, or when the
+// transfer's owner is another lease than by; the check is made in the
+// write's own statement or transaction. A lease found dead stays dead, and
+// TakeOverCalls only moves calls of dead leases, so a node that was
+// partitioned from the store or paused past its TTL writes nothing over
+// what another node decided.
 type Store interface {
 	// NonceStore keeps the SIP digest nonce key and the nonces already used,
 	// so every node sharing the store accepts each nonce once.
 	NonceStore
+
+	// NodeStore keeps the nodes' leases and completes the calls of a node
+	// that was lost.
+	NodeStore
 
 	// CreateTransfer stores t as ACTIVE. For TypePhoneNumber it leases, in
 	// the same transaction, a free number of t.PhoneNumber.Country (free: not
@@ -41,17 +56,23 @@ type Store interface {
 
 	// MatchTransfer moves a transfer ACTIVE→ONGOING because a call arrived:
 	// only if it is ACTIVE and now is before its expiry. It sets
-	// CallReceivedAt to now and releases its number into quarantine.
-	// ENOTFOUND for no such transfer; EGONE when it is not ACTIVE or expired;
-	// ECONFLICT, leaving it ACTIVE, when another transfer of the tenant with
-	// the same ExternalConversationID is ONGOING (two legs of a conversation
-	// are never live at once, across all nodes sharing the store).
-	MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*Transfer, error)
+	// CallReceivedAt to now, records c.Owner as the call's owner and
+	// releases its number into quarantine.
+	// EFENCED when c.Owner is not zero and no longer current; ENOTFOUND for
+	// no such transfer; EGONE when it is not ACTIVE or expired; ECONFLICT,
+	// leaving it ACTIVE, when another transfer of the tenant with the same
+	// ExternalConversationID is ONGOING (two legs of a conversation are
+	// never live at once, across all nodes sharing the store); EBUSY,
+	// leaving it ACTIVE, when c.MaxCalls is positive and the tenant already
+	// has that many calls ONGOING that were matched under a limit (across
+	// all nodes: two nodes cannot both take the last one).
+	MatchTransfer(ctx context.Context, tenantID, id string, c CallClaim, now time.Time) (*Transfer, error)
 
-	// MatchNumber is MatchTransfer for the transfer leasing number e164.
+	// MatchNumber is MatchTransfer for the transfer leasing number e164;
+	// c.MaxCalls applies to that transfer's tenant.
 	// ENOTFOUND when no unexpired ACTIVE transfer holds that number;
-	// ECONFLICT as for MatchTransfer.
-	MatchNumber(ctx context.Context, e164 string, now time.Time) (*Transfer, error)
+	// EFENCED, ECONFLICT and EBUSY as for MatchTransfer.
+	MatchNumber(ctx context.Context, e164 string, c CallClaim, now time.Time) (*Transfer, error)
 
 	// NumberHolder names the unexpired ACTIVE transfer leasing number e164
 	// at now, without changing anything, so a call to the number can be
@@ -61,19 +82,22 @@ type Store interface {
 
 	// CompleteTransfer moves a transfer ONGOING→COMPLETED with its output
 	// context, sets CompletedAt to now and erases the return password.
-	// ENOTFOUND; EGONE when it is not ONGOING.
-	CompleteTransfer(ctx context.Context, tenantID, id string, out *OutputContext, now time.Time) (*Transfer, error)
+	// ENOTFOUND; EFENCED when by's lease is no longer current; EGONE when it
+	// is not ONGOING; EFENCED when another lease owns it.
+	CompleteTransfer(ctx context.Context, tenantID, id string, out *OutputContext, by NodeLease, now time.Time) (*Transfer, error)
 
 	// EndCall writes what a call leaves as it ends, in one transaction (see
 	// CallEnd), and returns the transfer as it then is. Its errors are those
 	// of CompleteTransfer when e.Output is set, else those of
-	// SetReturnResult, and EINVALID for a record RecordConversation would
-	// refuse; on any error nothing is written.
-	EndCall(ctx context.Context, e *CallEnd, now time.Time) (*Transfer, error)
+	// SetReturnResult (EGONE aside when only a record is written), and
+	// EINVALID for a record RecordConversation would refuse; on any error
+	// nothing is written. Every part is fenced by the transfer's owner.
+	EndCall(ctx context.Context, e *CallEnd, by NodeLease, now time.Time) (*Transfer, error)
 
 	// SetReturnResult records how a completed transfer's hand-back went.
-	// ENOTFOUND; EGONE when the transfer is not COMPLETED.
-	SetReturnResult(ctx context.Context, tenantID, id string, r *ReturnResult) error
+	// ENOTFOUND; EFENCED when by's lease is no longer current; EGONE when the
+	// transfer is not COMPLETED; EFENCED when another lease owns it.
+	SetReturnResult(ctx context.Context, tenantID, id string, r *ReturnResult, by NodeLease, now time.Time) error
 
 	// ExpireTransfer moves one transfer ACTIVE→EXPIRED if its expiry is at or
 	// before now, releasing its number into quarantine and erasing the return
@@ -88,8 +112,10 @@ type Store interface {
 	// AbandonCalls completes, as CALLER_DISCONNECT at now, up to limit
 	// ONGOING transfers whose call arrived at or before receivedBefore: calls
 	// whose node died with them (a live call ends long before), which would
-	// otherwise stay ONGOING and keep their conversation locked. It returns
-	// those it moved; concurrent sweeps skip each other's rows.
+	// otherwise stay ONGOING and keep their conversation locked. It is the
+	// backstop behind TakeOverCalls, for calls without an owner and stores
+	// no live node sweeps. It returns those it moved; concurrent sweeps skip
+	// each other's rows.
 	AbandonCalls(ctx context.Context, receivedBefore, now time.Time, limit int) ([]TransferKey, error)
 
 	// PendingExpiries returns up to limit ACTIVE transfers, soonest expiry
@@ -124,8 +150,9 @@ type Store interface {
 	// RecordConversation appends r.Events to the conversation (creating
 	// its record on first use) and replaces its state when r.State is not
 	// nil, in one transaction, at now. EINVALID for more than
-	// MaxEventsPerRecord events.
-	RecordConversation(ctx context.Context, r *ConversationRecord, now time.Time) error
+	// MaxEventsPerRecord events; EFENCED when by's lease is no longer
+	// current.
+	RecordConversation(ctx context.Context, r *ConversationRecord, by NodeLease, now time.Time) error
 
 	// CreateAPIKey stores a new key. ECONFLICT if the id exists.
 	CreateAPIKey(ctx context.Context, k *APIKey) error

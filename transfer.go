@@ -123,6 +123,9 @@ type Transfer struct {
 	CompletedAt            time.Time // zero until completed
 	// ReturnResult is how the hand-back went; nil until it is known.
 	ReturnResult *ReturnResult
+	// Owner is the lease of the node that took the call; zero until the
+	// transfer is matched, and for a call matched without a lease.
+	Owner NodeLease
 	// RequestHash identifies the create request that made the transfer, so a
 	// retry of the same request is told apart from a different one reusing the id.
 	RequestHash string

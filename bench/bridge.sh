@@ -16,22 +16,43 @@
 # with the legs on different codecs (PCMU to PCMA), which both relays
 # transcode.
 #
-# Everything shares the machine's cores, unpinned.
+# Everything shares the machine's cores, unpinned. Both relays' control
+# ports are free ones; their RTP ranges are apart.
 #
+# A load that fails to run (the relay refused the calls, say) is logged and
+# the others still run, but the script then exits 1 whatever BENCH_STRICT
+# says: a report with a step missing is not a result.
+#
+#   BENCH_SHORT              1 for a run of a few seconds at a tiny load, to show it runs
+#                            (bench/short_test.go); the settings below still apply
 #   BENCH_BRIDGE_CALLS       concurrent calls a step (default "250 500 1000")
 #   BENCH_BRIDGE_TRANSCODE   calls of the PCMU/PCMA step; 0 skips it (default 500)
 #   BENCH_BRIDGE_DURATION    measured seconds a step (default 10)
 #   BENCH_BRIDGE_WARMUP      seconds of load before them (default 2)
 #   BENCH_BRIDGE_ROUNDS      rounds of every step (default 1)
+#   BENCH_BRIDGE_RELAY_PORTS  RTP ports of Switchback's relay, MIN-MAX (default 24000-31999;
+#                            13000-13999 in the short mode)
+#   BENCH_BRIDGE_RTPENGINE_PORTS  rtpengine's, MIN-MAX (default 16000-23999; 14000-14999 in the short mode)
 #   BENCH_STRICT             1 to exit 1 when a target fails (default 0)
 #   BENCH_OUT                directory for the results (default a new /tmp/switchback-bridgebench.*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=(${BENCH_BRIDGE_CALLS-250 500 1000})
-transcode=${BENCH_BRIDGE_TRANSCODE:-500}
-duration=${BENCH_BRIDGE_DURATION:-10}
-warmup=${BENCH_BRIDGE_WARMUP:-2}
+if [[ ${BENCH_SHORT:-0} == 1 ]]; then
+	steps=(${BENCH_BRIDGE_CALLS-10})
+	transcode=${BENCH_BRIDGE_TRANSCODE:-10}
+	duration=${BENCH_BRIDGE_DURATION:-1}
+	warmup=${BENCH_BRIDGE_WARMUP:-1}
+	relay_ports=${BENCH_BRIDGE_RELAY_PORTS:-13000-13999}
+	rtpengine_ports=${BENCH_BRIDGE_RTPENGINE_PORTS:-14000-14999}
+else
+	steps=(${BENCH_BRIDGE_CALLS-250 500 1000})
+	transcode=${BENCH_BRIDGE_TRANSCODE:-500}
+	duration=${BENCH_BRIDGE_DURATION:-10}
+	warmup=${BENCH_BRIDGE_WARMUP:-2}
+	relay_ports=${BENCH_BRIDGE_RELAY_PORTS:-24000-31999}
+	rtpengine_ports=${BENCH_BRIDGE_RTPENGINE_PORTS:-16000-23999}
+fi
 rounds=${BENCH_BRIDGE_ROUNDS:-1}
 out=${BENCH_OUT:-$(mktemp -d /tmp/switchback-bridgebench.XXXXXX)}
 mkdir -p "$out"
@@ -54,6 +75,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 start=$(date +%s)
 if ! command -v rtpengine >/dev/null; then
@@ -68,7 +91,7 @@ log "building bench/bridge"
 go build -o "$work/bridgebench" ./bench/bridge
 bb=$work/bridgebench
 
-"$bb" relay -control 127.0.0.1:0 -ports 24000-31999 >"$work/relay.out" 2>"$out/switchback-relay.log" &
+"$bb" relay -control 127.0.0.1:0 -ports "$relay_ports" >"$work/relay.out" 2>"$out/switchback-relay.log" &
 sb_pid=$!
 pids+=("$sb_pid")
 control=""
@@ -79,13 +102,13 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 [[ -n $control ]] || die "the Switchback relay did not start"
-log "switchback relay (pid $sb_pid): control $control, RTP ports 24000-31999"
+log "switchback relay (pid $sb_pid): control $control, RTP ports $relay_ports"
 
 # Userspace only: --table=-1 takes no kernel forwarding table, and without
 # --no-fallback rtpengine runs without its kernel module.
 ngport=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 rtpengine --config-file=none --foreground --log-stderr --log-level=4 --table=-1 \
-	--interface=127.0.0.1 --listen-ng="127.0.0.1:$ngport" --port-min=16000 --port-max=23999 \
+	--interface=127.0.0.1 --listen-ng="127.0.0.1:$ngport" --port-min="${rtpengine_ports%-*}" --port-max="${rtpengine_ports#*-}" \
 	--num-threads="$(nproc)" --delete-delay=0 --timeout=60 >"$out/rtpengine.log" 2>&1 &
 re_pid=$!
 pids+=("$re_pid")
@@ -94,7 +117,7 @@ for _ in $(seq 100); do
 	kill -0 "$re_pid" 2>/dev/null || { cat "$out/rtpengine.log" >&2; die "rtpengine exited"; }
 	sleep 0.1
 done
-log "rtpengine (pid $re_pid, $(nproc) worker threads): ng 127.0.0.1:$ngport, RTP ports 16000-23999"
+log "rtpengine (pid $re_pid, $(nproc) worker threads): ng 127.0.0.1:$ngport, RTP ports $rtpengine_ports"
 
 {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -114,10 +137,13 @@ load() {
 		control_addr=127.0.0.1:$ngport pid=$re_pid
 	fi
 	timeout $((duration + warmup + 120)) "$bb" load -relay "$relay" -control "$control_addr" -pids "$pid" \
-		-calls "$calls" -codecs "$codecs" -warmup "${warmup}s" -duration "${duration}s" -round "$round" >>"$results" ||
+		-calls "$calls" -codecs "$codecs" -warmup "${warmup}s" -duration "${duration}s" -round "$round" >>"$results" || {
 		log "$relay $calls calls $codecs: the load failed"
+		failed+=("$relay $calls $codecs round $round")
+	}
 	sleep 1
 }
+failed=()
 
 for round in $(seq "$rounds"); do
 	order=(rtpengine switchback)
@@ -144,4 +170,8 @@ status=0
 } >"$out/report.md" || status=$?
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md, the relays' logs)"
+if ((${#failed[@]} > 0)); then
+	log "these loads failed to run: ${failed[*]}"
+	exit 1
+fi
 exit "$status"

@@ -15,9 +15,21 @@
 # The load generator and the servers are not pinned: they share all the
 # machine's cores, the same way for every server.
 #
-# It then runs the SIP benchmark (bench/sip.sh) and the benchmark of
-# bridged calls (bench/bridge.sh), with their results in $BENCH_OUT/sip and
-# $BENCH_OUT/bridge; their headers list their own settings.
+# It then runs the SIP benchmark (bench/sip.sh), the benchmark of bridged
+# calls (bench/bridge.sh) and the benchmark of unauthenticated SIP traffic
+# (bench/flood.sh), with their results in $BENCH_OUT/sip, $BENCH_OUT/bridge
+# and $BENCH_OUT/flood; their headers list their own settings.
+#
+# Every server it starts takes free ports of its own (API and SIP on port
+# 0, an RTP range apart), so the SQLite and PostgreSQL servers run side by
+# side, and beside whatever else runs on the machine.
+#
+# BENCH_SHORT=1 runs all three benchmarks for a few seconds at a tiny
+# load, to show that they run end to end (bench/short_test.go does, in
+# make test); its figures mean nothing. The three then run at once, each
+# on its own ports, with the SIP and bridge benchmarks' output in
+# $BENCH_OUT/sip.log and $BENCH_OUT/bridge.log. The settings below still
+# apply.
 #
 #   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
@@ -27,6 +39,9 @@
 #   BENCH_RATE_CONNS    most requests in flight at half load (default 128)
 #   BENCH_SEED          transfers created for the GET runs to read (default 2000)
 #   BENCH_PG            0 to leave PostgreSQL out (default 1)
+#   BENCH_PG_DSN        a running PostgreSQL to use (its user may create
+#                       databases), instead of starting the benchmark's own;
+#                       the benchmark makes a database in it and drops it
 #   BENCH_STRICT        1 to exit 1 when a target fails (default 0)
 #   BENCH_OUT           directory for the results (default a new /tmp/switchback-bench.*)
 #   SWITCHBACK_PG_DIR, SWITCHBACK_PG_PORT
@@ -38,13 +53,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=${BENCH_ROUNDS:-5}
-sat_duration=${BENCH_SAT_DURATION:-3s}
-warmup=${BENCH_WARMUP:-1s}
-half_duration=${BENCH_HALF_DURATION:-5s}
-conns=${BENCH_CONNS:-32}
-rate_conns=${BENCH_RATE_CONNS:-128}
-seed=${BENCH_SEED:-2000}
+short=${BENCH_SHORT:-0}
+export BENCH_SHORT=$short
+if [[ $short == 1 ]]; then
+	# Short and light: make test runs it beside the other packages' tests,
+	# and a saturation run takes all the CPU it can.
+	rounds=${BENCH_ROUNDS:-1}
+	sat_duration=${BENCH_SAT_DURATION:-500ms}
+	warmup=${BENCH_WARMUP:-100ms}
+	half_duration=${BENCH_HALF_DURATION:-500ms}
+	conns=${BENCH_CONNS:-2}
+	rate_conns=${BENCH_RATE_CONNS:-8}
+	seed=${BENCH_SEED:-20}
+else
+	rounds=${BENCH_ROUNDS:-5}
+	sat_duration=${BENCH_SAT_DURATION:-3s}
+	warmup=${BENCH_WARMUP:-1s}
+	half_duration=${BENCH_HALF_DURATION:-5s}
+	conns=${BENCH_CONNS:-32}
+	rate_conns=${BENCH_RATE_CONNS:-128}
+	seed=${BENCH_SEED:-2000}
+fi
 with_pg=${BENCH_PG:-1}
 out=${BENCH_OUT:-$(mktemp -d /tmp/switchback-bench.XXXXXX)}
 export SWITCHBACK_PG_DIR=${SWITCHBACK_PG_DIR:-/tmp/switchback-bench-pg}
@@ -59,16 +88,17 @@ log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 server_pids=()
+declare -A bench_jobs # the SIP and bridge benchmarks running beside, in the short mode
 pg_dsn_admin=""
 pg_db=""
 pg_started=""
 
 cleanup() {
 	local p
-	for p in "${server_pids[@]}"; do
+	for p in "${bench_jobs[@]}" "${server_pids[@]}"; do
 		kill -TERM "$p" 2>/dev/null || true
 	done
-	for p in "${server_pids[@]}"; do
+	for p in "${bench_jobs[@]}" "${server_pids[@]}"; do
 		wait "$p" 2>/dev/null || true
 	done
 	if [[ -n $pg_db ]]; then
@@ -80,6 +110,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # start_server NAME CMD... runs CMD in the background, waits for the line
 # "... on http://ADDR" on its stdout, and sets url[NAME] and pids[NAME].
@@ -111,12 +143,17 @@ make_key() {
 	key[$1]="-api-id $id -api-secret $secret"
 }
 
-# write_config FILE DRIVER DSN: the demo tenant with a rate limit far above
-# anything reachable here, transfers that outlive the run, and warn logs.
+# write_config FILE DRIVER DSN RTP_MIN: the demo tenant with a rate limit
+# far above anything reachable here, transfers that outlive the run, and
+# warn logs. The API and SIP take free ports, and RTP 1000 ports from
+# RTP_MIN, so that two servers (and anything else) can run side by side.
 write_config() {
 	cat >"$1" <<EOF
 api:
   listen: 127.0.0.1:0
+sip:
+  listen: 127.0.0.1:0
+  rtpPorts: {min: $4, max: $(($4 + 999))}
 store:
   driver: $2
   dsn: "$3"
@@ -145,6 +182,12 @@ load() {
 }
 
 start=$(date +%s)
+if [[ $short == 1 ]]; then
+	for b in sip bridge; do
+		BENCH_OUT=$out/$b bash "bench/$b.sh" >"$out/$b.log" 2>&1 &
+		bench_jobs[$b]=$!
+	done
+fi
 log "building (switchback without -race)"
 go build -o "$work/switchback" ./cmd/switchback
 go build -o "$work/ceiling" ./bench/ceiling
@@ -154,21 +197,34 @@ servers=(ceiling sqlite)
 start_server ceiling "$work/ceiling" -listen 127.0.0.1:0
 
 mkdir -p "$work/sqlite"
-write_config "$work/sqlite.yaml" sqlite "$work/sqlite/switchback.db"
+write_config "$work/sqlite.yaml" sqlite "$work/sqlite/switchback.db" 10000
 make_key sqlite "$work/sqlite.yaml"
 start_server sqlite "$work/switchback" serve --config "$work/sqlite.yaml"
 
 if [[ $with_pg == 1 ]]; then
-	log "starting PostgreSQL (scripts/pg-test-cluster.sh, $SWITCHBACK_PG_DIR, port $SWITCHBACK_PG_PORT)"
-	pg_started=1
-	pg_dsn_admin=$(bash scripts/pg-test-cluster.sh)
+	if [[ -n ${BENCH_PG_DSN:-} ]]; then
+		log "using the PostgreSQL of BENCH_PG_DSN"
+		pg_dsn_admin=$BENCH_PG_DSN
+	else
+		log "starting PostgreSQL (scripts/pg-test-cluster.sh, $SWITCHBACK_PG_DIR, port $SWITCHBACK_PG_PORT)"
+		pg_started=1
+		pg_dsn_admin=$(bash scripts/pg-test-cluster.sh)
+	fi
 	pg_db=switchback_bench_$(date +%s)_$$
 	psql "$pg_dsn_admin" -qtAX -c "CREATE DATABASE $pg_db" >/dev/null
-	write_config "$work/postgres.yaml" postgres "${pg_dsn_admin/\/postgres\?//$pg_db?}"
+	# The same DSN, naming the new database.
+	pg_dsn=$(sed -E "s#^(postgres(ql)?://[^/?]*)(/[^?]*)?#\1/$pg_db#" <<<"$pg_dsn_admin")
+	write_config "$work/postgres.yaml" postgres "$pg_dsn" 11000
 	make_key postgres "$work/postgres.yaml"
 	start_server postgres "$work/switchback" serve --config "$work/postgres.yaml"
 	# PostgreSQL's CPU counts as the server's: its postmaster and backends.
-	pids[postgres]="${pids[postgres]},$(head -n1 "$SWITCHBACK_PG_DIR/data/postmaster.pid")"
+	pg_data=$(psql "$pg_dsn_admin" -qtAX -c 'SHOW data_directory')
+	pg_pid=$(head -n1 "$pg_data/postmaster.pid" 2>/dev/null) || pg_pid=""
+	if [[ -n $pg_pid ]]; then
+		pids[postgres]="${pids[postgres]},$pg_pid"
+	else
+		log "PostgreSQL's postmaster.pid is not readable here: its CPU is left out of the server's"
+	fi
 	servers+=(postgres)
 fi
 
@@ -217,6 +273,21 @@ status=0
 } >"$out/report.md" || status=$?
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
-BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
-BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
+if [[ $short == 1 ]]; then
+	for b in sip bridge; do
+		s=0
+		wait "${bench_jobs[$b]}" || s=$?
+		unset "bench_jobs[$b]"
+		cat "$out/$b.log" >&2
+		if ((s != 0)); then
+			log "bench/$b.sh failed (exit status $s)"
+			status=$s
+		fi
+	done
+	log "the short mode took $(($(date +%s) - start))s"
+else
+	BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
+	BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
+	BENCH_OUT=$out/flood bash bench/flood.sh || status=$?
+fi
 exit "$status"

@@ -21,7 +21,10 @@
 #      late (over 40 ms behind), and the server's CPU and memory per call.
 #
 # Everything runs on loopback and shares the machine's cores, unpinned.
+# Switchback's API and SIP, Kamailio's SIP and each SIPp take free ports.
 #
+#   BENCH_SHORT            1 for a run of a few seconds at a tiny load, to show it runs
+#                          (bench/short_test.go); the settings below still apply
 #   BENCH_SIP_RATES        calls/s steps (default "500 1000 1500 2000 2500 3000"; "" for none)
 #   BENCH_SIP_DURATION     seconds of calls per step (default 10)
 #   BENCH_SIP_LIMIT        most calls SIPp keeps up at once (default 10000)
@@ -33,20 +36,34 @@
 #   BENCH_SIP_MEDIA_CALLS  concurrent calls of the media test; 0 skips it (default 1000)
 #   BENCH_SIP_MEDIA_HOLD   measured seconds with every call up (default 15)
 #   BENCH_SIP_MEDIA_SEND   1 to also send the callers' audio (both directions) in a second media run (default 0)
+#   BENCH_SIP_RTP_PORTS    Switchback's RTP ports, MIN-MAX (default 24000-31999; 12000-12999 in the short mode)
 #   BENCH_STRICT           1 to exit 1 when a target fails (default 0)
 #   BENCH_OUT              directory for the results (default a new /tmp/switchback-sipbench.*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rates=(${BENCH_SIP_RATES-500 1000 1500 2000 2500 3000})
-duration=${BENCH_SIP_DURATION:-10}
+if [[ ${BENCH_SHORT:-0} == 1 ]]; then
+	rates=(${BENCH_SIP_RATES-20})
+	duration=${BENCH_SIP_DURATION:-2}
+	ceiling_rates=(${BENCH_SIP_CEILING_RATES-50})
+	ceiling_duration=${BENCH_SIP_CEILING_DURATION:-1}
+	media_calls=${BENCH_SIP_MEDIA_CALLS:-10}
+	media_hold=${BENCH_SIP_MEDIA_HOLD:-2}
+	pause=0.5 # between runs
+	rtp_ports=${BENCH_SIP_RTP_PORTS:-12000-12999}
+else
+	rates=(${BENCH_SIP_RATES-500 1000 1500 2000 2500 3000})
+	duration=${BENCH_SIP_DURATION:-10}
+	ceiling_rates=(${BENCH_SIP_CEILING_RATES-5000 10000})
+	ceiling_duration=${BENCH_SIP_CEILING_DURATION:-5}
+	media_calls=${BENCH_SIP_MEDIA_CALLS:-1000}
+	media_hold=${BENCH_SIP_MEDIA_HOLD:-15}
+	pause=2
+	rtp_ports=${BENCH_SIP_RTP_PORTS:-24000-31999}
+fi
 limit=${BENCH_SIP_LIMIT:-10000}
 with_kamailio=${BENCH_SIP_KAMAILIO:-1}
 keep_going=${BENCH_SIP_KEEP_GOING:-0}
-ceiling_rates=(${BENCH_SIP_CEILING_RATES-5000 10000})
-ceiling_duration=${BENCH_SIP_CEILING_DURATION:-5}
-media_calls=${BENCH_SIP_MEDIA_CALLS:-1000}
-media_hold=${BENCH_SIP_MEDIA_HOLD:-15}
 media_send=${BENCH_SIP_MEDIA_SEND:-0}
 out=${BENCH_OUT:-$(mktemp -d /tmp/switchback-sipbench.XXXXXX)}
 mkdir -p "$out"
@@ -69,6 +86,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 start=$(date +%s)
 if ! command -v sipp >/dev/null || { [[ $with_kamailio == 1 ]] && ! command -v kamailio >/dev/null; }; then
@@ -96,7 +115,7 @@ store:
   dsn: "$work/sqlite/switchback.db"
 sip:
   listen: 127.0.0.1:0
-  rtpPorts: {min: 24000, max: 31999}
+  rtpPorts: {min: ${rtp_ports%-*}, max: ${rtp_ports#*-}}
   rtpTimeout: 1h
 tenants:
   - id: bench
@@ -173,7 +192,7 @@ if ((media_calls > 0)); then
 	[[ $media_send == 1 ]] && n=$((2 * media_calls))
 	"$sb" seed -url "$api" -api-id "$api_id" -api-secret "$api_secret" -n "$n" -task media -o "$work/media.ids"
 fi
-sleep 2 # let the store's checkpoint catch up
+sleep "$pause" # let the store's checkpoint catch up
 
 # The media test first, on a server that has taken no call yet, so its
 # memory per call is not hidden in a heap grown by the steps.
@@ -182,12 +201,12 @@ if ((media_calls > 0)); then
 	head -n "$media_calls" "$work/media.ids" >"$work/media-1.ids"
 	"$sb" media -dest "$sip" -ids "$work/media-1.ids" -n "$media_calls" -hold "${media_hold}s" -pids "$sb_pid" -metrics "$api/metrics" >>"$results"
 	if [[ $media_send == 1 ]]; then
-		sleep 3
+		sleep "$pause"
 		log "media, both directions: $media_calls calls, ${media_hold} s held"
 		tail -n "$media_calls" "$work/media.ids" >"$work/media-2.ids"
 		"$sb" media -send -dest "$sip" -ids "$work/media-2.ids" -n "$media_calls" -hold "${media_hold}s" -pids "$sb_pid" -metrics "$api/metrics" >>"$results"
 	fi
-	sleep 2
+	sleep "$pause"
 fi
 
 offset=0
@@ -213,7 +232,7 @@ for r in "${rates[@]}"; do
 	if [[ $keep_going != 1 ]] && tail -n1 "$results" | grep -q '"sustained":false'; then
 		sb_failed=$r
 	fi
-	sleep 2
+	sleep "$pause"
 done
 
 # Kamailio alone at higher rates, to find its own limit on this machine.

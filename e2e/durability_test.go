@@ -118,20 +118,28 @@ log: {level: warn}
 		}
 	}
 
-	// Every ACTIVE transfer expires on time after the restart: within
-	// 100 ms of its expiry the store itself says EXPIRED and the number is free.
+	// Every ACTIVE transfer expires after the restart: the restarted node
+	// arms the timers of the transfers it did not create in this life, and
+	// the store itself soon says EXPIRED and the number is free. (A GET
+	// says EXPIRED from the expiry on, whatever the store says.) How soon
+	// depends on the machine's load: the bound here is loose.
 	db, err := sqlite.Open(ctx, filepath.Join(dir, "sb.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	time.Sleep(time.Until(latest.Add(100 * time.Millisecond)))
-	counts, err := db.CountTransfers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts[switchback.StatusActive] != 0 || counts[switchback.StatusExpired] < len(acks) {
-		t.Fatalf("100ms after the last expiry: %v (acknowledged %d)", counts, len(acks))
+	var counts map[switchback.Status]int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if counts, err = db.CountTransfers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if counts[switchback.StatusActive] == 0 && counts[switchback.StatusExpired] >= len(acks) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the last expiry: %v (acknowledged %d)", counts, len(acks))
+		}
 	}
 	sums, err := db.PoolSummaries(ctx, time.Now())
 	if err != nil {

@@ -40,6 +40,9 @@ func sippUAS(t *testing.T, scenario string, replace map[string]string) (port int
 	for k, v := range replace {
 		text = strings.ReplaceAll(text, k, strings.ReplaceAll(v, "PORT", strconv.Itoa(port)))
 	}
+	for k, v := range map[string]string{"TRANSFER_ID": `[A-Za-z0-9._~-]+`, "GATEWAY_SIP": `[0-9]+`, "DIGEST_URI": `[^&quot;]+`} {
+		text = strings.ReplaceAll(text, k, v)
+	}
 	sf := filepath.Join(dir, scenario)
 	writeFile(t, sf, text)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
@@ -80,16 +83,21 @@ var bridgedEnd = regexp.MustCompile(`"msg":"bridged call ended".*"by":"caller".*
 func TestINVITEReturnBridgesTheCall(t *testing.T) {
 	requireSIPp(t)
 	g := startGateway(t)
+	_, sipPort, _ := net.SplitHostPort(g.sip)
+	// The return INVITE leaves from Switchback's SIP socket, names the
+	// transfer, and its digest covers the Request-URI with its parameters.
 	port, wait := sippUAS(t, "invite_return_uas.xml", map[string]string{
 		"RURI":      `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 		"AUTH_USER": "ret-user", "AUTH_PASS": "ret-pass",
+		"TRANSFER_ID": "inv-1", "GATEWAY_SIP": sipPort, "DIGEST_URI": `sip:desk@127\.0\.0\.1:PORT;x-line=7`,
 	})
 	uri := fmt.Sprintf("sip:desk@127.0.0.1:%d;x-line=7?User-to-User=abc%%3Bencoding%%3Dhex&X-Foo=1", port)
 	g.create(t, "acme", `{"id":"inv-1","externalConversationId":"conv-inv","type":"SIP","inputContext":{"taskName":"instant"},
 		"sip":{"returnURI":"`+uri+`","returnTransferType":"INVITE","returnInviteAuthentication":{"username":"ret-user","password":"ret-pass"}}}`)
 	ok, out := g.sipp(t, "invite_return_caller.xml", nil, "X-ASAPP-CallTransferId: inv-1", "acme")
 	if !ok {
-		t.Fatalf("caller: %s\n%s", out, g.stderr)
+		_, uo := wait()
+		t.Fatalf("caller: %s\n%s\nUAS:%s", out, g.stderr, uo)
 	}
 	ok, uasOut := wait()
 	if !ok || !strings.Contains(uasOut, "AUTHVALID true") {
@@ -548,7 +556,7 @@ func TestINVITEReturnPasswordErased(t *testing.T) {
 	}
 }
 
-// TestShutdownWhileBridged: SIGTERM while an INVITE hand-back is bridged
+// TestShutdownWhileBridged: SIGINT (a stop at once) while an INVITE hand-back is bridged
 // hangs up both legs and exits cleanly.
 func TestShutdownWhileBridged(t *testing.T) {
 	requireSIPp(t)
@@ -576,7 +584,8 @@ func TestShutdownWhileBridged(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // the return leg's scenario is waiting for its BYE by then
-	g.cmd.Process.Signal(syscall.SIGTERM)
+	// SIGINT stops at once (SIGTERM would let the bridged call run on).
+	g.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-g.done:
 	case <-time.After(15 * time.Second):

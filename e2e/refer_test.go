@@ -51,7 +51,7 @@ func TestReferAcceptedAndCompleted(t *testing.T) {
 	g := startGateway(t)
 	uri := "sip:agent-desk@customer-sbc.example.com;User-to-User=UUI-12345%3Bencoding%3Dhex?X-Foo=1"
 	g.create(t, "acme", referTransfer("refer-1", uri))
-	ok, out := g.sipp(t, "refer.xml", map[string]string{"NOTIFY_FINAL": "200 OK"}, "X-ASAPP-CallTransferId: refer-1", "acme")
+	ok, out := g.sipp(t, "refer.xml", map[string]string{"NOTIFY_FINAL": "200 OK", "TRANSFER_ID": "refer-1"}, "X-ASAPP-CallTransferId: refer-1", "acme")
 	if !ok {
 		t.Fatalf("sipp: %s\n%s", out, g.stderr)
 	}

@@ -118,12 +118,19 @@ var rtpBase = 30000 + (os.Getpid()%50)*200
 
 func startGateway(t *testing.T) *gateway {
 	t.Helper()
+	return startGatewayConfig(t, sipConfig, "acme", "secure", "solo", "strict", "bare")
+}
+
+// startGatewayConfig starts a gateway on config, a template taking the
+// SQLite file and the RTP port range, with a key for each tenant named.
+func startGatewayConfig(t *testing.T, config string, tenants ...string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "switchback.yaml")
 	rtpBase += 200
-	writeFile(t, cfg, fmt.Sprintf(sipConfig, filepath.Join(dir, "sb.db"), rtpBase, rtpBase+199))
+	writeFile(t, cfg, fmt.Sprintf(config, filepath.Join(dir, "sb.db"), rtpBase, rtpBase+199))
 	g := &gateway{dir: dir, keys: map[string]credentials{}}
-	for _, tenant := range []string{"acme", "secure", "solo", "strict", "bare"} {
+	for _, tenant := range tenants {
 		out := cli(t, dir, "keys", "create", "--config", cfg, "--tenant", tenant)
 		m := keyLines.FindStringSubmatch(out)
 		g.keys[tenant] = credentials{m[1], m[2]}
@@ -200,7 +207,7 @@ func writeScenario(t *testing.T, dir, scenario string, replace map[string]string
 		t.Fatal(err)
 	}
 	text := string(body)
-	defaults := map[string]string{"EXTRA_HEADER": "X-Test: 1", "PAUSE_MS": "800"}
+	defaults := map[string]string{"EXTRA_HEADER": "X-Test: 1", "PAUSE_MS": "800", "TRANSFER_ID": `[A-Za-z0-9._~-]+`}
 	for k, v := range replace {
 		text = strings.ReplaceAll(text, k, v)
 	}

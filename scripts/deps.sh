@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive as real, independent peers,
-# when they are missing: SIPp (sip-tester), the baresip softphone and the
-# Kamailio SIP proxy. Safe to run again: it installs only what is missing and
-# says nothing when nothing is.
+# when they are missing: SIPp (sip-tester), the baresip softphone, the
+# Kamailio SIP proxy, and rtpengine (for the benchmark of bridged calls,
+# which bench/short_test.go runs in its short mode). Safe to run again: it
+# installs only what is missing and says nothing when nothing is.
 set -euo pipefail
 # kamailio is installed in /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -10,6 +11,7 @@ need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v kamailio >/dev/null || need+=(kamailio)
+command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "deps.sh: missing ${need[*]}; run as root or install them with apt-get" >&2

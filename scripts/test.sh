@@ -11,6 +11,7 @@ if ! command -v go >/dev/null; then
 fi
 
 bash scripts/deps.sh
+bash scripts/python-deps.sh
 
 # Start the throwaway PostgreSQL cluster once, up front, so parallel test
 # binaries share it instead of racing to install it.

@@ -11,12 +11,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/switchback/switchback/bench/internal/procstat"
 	"github.com/switchback/switchback/internal/media"
 )
 
@@ -230,15 +232,16 @@ func runLoad(args []string, w io.Writer) error {
 	}
 
 	// CPU at the window's edges.
-	var at0, at1 cpuSample
+	relayProcs := procstat.Reader{Server: []int{pid}, Self: true, Memory: true}
+	var at0, at1 procstat.Sample
 	var sampled sync.WaitGroup
 	sampled.Go(func() {
 		time.Sleep(time.Until(w0))
-		at0 = readCPU(pid)
+		at0 = relayProcs.Read()
 		time.Sleep(time.Until(w1))
-		at1 = readCPU(pid)
+		at1 = relayProcs.Read()
 	})
-	rcv0, _ := udpErrors()
+	rcv0, _ := procstat.UDPErrors()
 
 	// Send: each sender goroutine takes every senders-th flow.
 	lags := make([][]time.Duration, *senders)
@@ -255,7 +258,7 @@ func runLoad(args []string, w io.Writer) error {
 	sending.Wait()
 	sampled.Wait()
 	time.Sleep(*drain)
-	rcv1, _ := udpErrors()
+	rcv1, _ := procstat.UDPErrors()
 	for _, c := range socks {
 		c.Close()
 	}
@@ -311,24 +314,24 @@ func runLoad(args []string, w io.Writer) error {
 		res.SendLagP99ms = round(allLags[min(n*99/100, n-1)].Seconds()*1000, 3)
 		res.SendLagMaxms = round(allLags[n-1].Seconds()*1000, 3)
 	}
-	secs := at1.at.Sub(at0.at).Seconds()
+	secs := at1.At.Sub(at0.At).Seconds()
 	res.WindowSeconds = round(secs, 3)
 	if secs > 0 {
-		relayTicks := at1.relay - at0.relay
-		res.RelayCPUSeconds = round(float64(relayTicks)/ticksPerSecond, 2)
+		relayTicks := procstat.ServerTicks(at0, at1)
+		res.RelayCPUSeconds = round(float64(relayTicks)/procstat.TicksPerSecond, 2)
 		res.RelayCPUPct = round(100*res.RelayCPUSeconds/secs, 1)
 		res.PPS = round(float64(res.Received)/secs, 0)
 		if res.RelayCPUSeconds > 0 {
 			res.PPSPerCPUSecond = round(float64(res.Received)/res.RelayCPUSeconds, 0)
 		}
-		self := at1.self - at0.self
-		res.LoadgenCPUPct = round(100*float64(self)/ticksPerSecond/secs, 1)
-		busy := at1.busy - at0.busy
-		res.OtherCPUPct = round(max(100*float64(busy-relayTicks-self)/ticksPerSecond/secs, 0), 1)
-		res.StealPct = round(100*float64(at1.steal-at0.steal)/ticksPerSecond/secs, 1)
-		res.IdlePct = round(float64(at1.cpus)*100-100*float64(busy)/ticksPerSecond/secs, 1)
+		self := at1.Client - at0.Client
+		res.LoadgenCPUPct = round(100*float64(self)/procstat.TicksPerSecond/secs, 1)
+		busy := at1.Busy - at0.Busy
+		res.OtherCPUPct = round(max(100*float64(busy-relayTicks-self)/procstat.TicksPerSecond/secs, 0), 1)
+		res.StealPct = round(100*float64(at1.Steal-at0.Steal)/procstat.TicksPerSecond/secs, 1)
+		res.IdlePct = round(float64(runtime.NumCPU())*100-100*float64(busy)/procstat.TicksPerSecond/secs, 1)
 	}
-	res.RelayMemMB = round(float64(at1.relayPSSKB)/1024, 1)
+	res.RelayMemMB = round(float64(at1.ServerPSSKB)/1024, 1)
 	res.UDPRcvbufErrs = rcv1 - rcv0
 
 	logf("%s %d calls %s: sent %d, lost %d (%.3f%%), latency p50 %.2f p99 %.2f max %.2f ms, relay CPU %.1f%% (%.0f packets/CPU-s), loadgen %.1f%%, idle %.0f%%",

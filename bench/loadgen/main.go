@@ -56,6 +56,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchback/switchback/bench/internal/procstat"
 )
 
 const transfersPath = "/generativeagent/v1/call-transfers"
@@ -153,12 +155,9 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, p := range strings.FieldsFunc(*pids, func(r rune) bool { return r == ',' || r == ' ' }) {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return fmt.Errorf("-server-pids: %q is not a pid", p)
-		}
-		o.serverPIDs = append(o.serverPIDs, n)
+	var err error
+	if o.serverPIDs, err = procstat.ParsePIDs(*pids); err != nil {
+		return fmt.Errorf("-server-pids: %w", err)
 	}
 	switch {
 	case o.url == "":
@@ -187,13 +186,14 @@ func run(args []string) error {
 	if o.mode == "sat" && o.warmup > 0 {
 		closedLoop(client, tg, o.conns, o.warmup, o.maxRequests, o.timeout)
 	}
-	before := sampleCPU(o.serverPIDs)
+	procs := procstat.Reader{Server: o.serverPIDs, Self: true}
+	before := procs.Read()
 	if o.mode == "sat" {
 		res = closedLoop(client, tg, o.conns, o.duration, o.maxRequests, o.timeout)
 	} else {
 		res = openLoop(client, tg, o)
 	}
-	if self, server, other, ok := cpuShares(before, sampleCPU(o.serverPIDs), res.Seconds); ok {
+	if self, server, other, ok := cpuShares(before, procs.Read(), res.Seconds); ok {
 		res.CPULoadgen, res.CPUOther = &self, &other
 		if len(o.serverPIDs) > 0 {
 			res.CPUServer = &server

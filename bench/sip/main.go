@@ -201,19 +201,6 @@ func freeUDPPort() (int, error) {
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
-// parsePids reads "1,2,3".
-func parsePids(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		p, err := strconv.Atoi(f)
-		if err != nil || p <= 0 {
-			return nil, fmt.Errorf("%q is not a pid", f)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 func round(x float64, places int) float64 {
 	p := math.Pow(10, float64(places))
 	return math.Round(x*p) / p

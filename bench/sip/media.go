@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -21,9 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
+	"github.com/switchback/switchback/bench/internal/procstat"
 	"github.com/switchback/switchback/internal/media"
+	"github.com/switchback/switchback/internal/softphone"
 )
 
 // The media test: N calls at once, each hearing the agent's greeting, a
@@ -71,11 +70,11 @@ type MediaResult struct {
 	JitterMaxms float64 `json:"delay_max_ms"`
 	MaxGapms    float64 `json:"max_gap_ms"`
 	// The server while the calls were up.
-	Usage         usage   `json:"usage"`
-	MemBaseMB     float64 `json:"server_mem_before_mb"`
-	CPUPerCallPct float64 `json:"server_cpu_pct_per_call"` // of one core
-	MemPerCallKB  float64 `json:"server_mem_kb_per_call"`
-	UDPRcvbufErrs int64   `json:"udp_rcvbuf_errors"`
+	Usage         procstat.Usage `json:"usage"`
+	MemBaseMB     float64        `json:"server_mem_before_mb"`
+	CPUPerCallPct float64        `json:"server_cpu_pct_per_call"` // of one core
+	MemPerCallKB  float64        `json:"server_mem_kb_per_call"`
+	UDPRcvbufErrs int64          `json:"udp_rcvbuf_errors"`
 	// From the server's /metrics, before the calls and with them all up.
 	Before, Held      goMetrics
 	GoroutinesPerCall float64 `json:"goroutines_per_call"`
@@ -137,12 +136,11 @@ type arrival struct {
 type mcall struct {
 	id     string
 	conn   *net.UDPConn
-	dialog *sipgo.DialogClientSession
+	call   *softphone.Call
 	remote netip.AddrPort // where the answer's SDP says to send
 	pt     uint8
 	arr    []arrival
 	over   atomic.Int64 // packets beyond arr's capacity
-	ended  atomic.Bool  // the server hung up
 	err    error
 }
 
@@ -188,7 +186,7 @@ func runMedia(args []string) error {
 	if *dest == "" || *idsFile == "" || *n < 1 || *cps < 1 {
 		return errors.New("need -dest, -ids, -n >= 1 and -cps >= 1")
 	}
-	serverPids, err := parsePids(*pids)
+	serverPids, err := procstat.ParsePIDs(*pids)
 	if err != nil {
 		return err
 	}
@@ -200,23 +198,22 @@ func runMedia(args []string) error {
 	if len(ids) < *n {
 		return fmt.Errorf("%s has %d ids, want %d", *idsFile, len(ids), *n)
 	}
-	host, portStr, err := net.SplitHostPort(*dest)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(*dest); err != nil {
 		return fmt.Errorf("-dest: %w", err)
 	}
-	var port int
-	fmt.Sscan(portStr, &port)
+	target := "sip:" + *user + "@" + *dest
 
-	phone, err := newPhone()
+	// One SIP socket for every call, with room for their bursts.
+	phone, err := softphone.New(softphone.Options{Name: "sipbench", SocketBuffer: 4 << 20})
 	if err != nil {
 		return err
 	}
-	defer phone.close()
+	defer phone.Close()
 
-	base := (&sampler{server: serverPids}).read()
+	base := procstat.Reader{Server: serverPids, Memory: true}.Read()
 	r := MediaResult{Kind: "media", Round: *roundN, Calls: *n, ClientSends: *send}
 	r.Before = scrape(*metricsURL)
-	rcv0, _ := udpErrors()
+	rcv0, _ := procstat.UDPErrors()
 
 	// Set up: -cps calls a second, each in its own goroutine.
 	capacity := int((time.Duration(*n/(*cps)+3)*time.Second+*settle+*hold+5*time.Second)/(20*time.Millisecond)) + 200
@@ -231,7 +228,7 @@ func runMedia(args []string) error {
 		c := &mcall{id: ids[i], arr: make([]arrival, 0, capacity)}
 		calls[i] = c
 		setup.Go(func() {
-			c.err = phone.dial(ctx, c, sip.Uri{Scheme: "sip", User: *user, Host: host, Port: port}, *dest, &recv)
+			c.err = dial(ctx, phone, c, target, &recv)
 		})
 	}
 	tick.Stop()
@@ -259,13 +256,13 @@ func runMedia(args []string) error {
 
 	sleepCtx(ctx, *settle)
 	w0 := time.Now()
-	smp := startSampler(serverPids, nil, 500*time.Millisecond)
+	smp := procstat.Start(procstat.Reader{Server: serverPids, Self: true, Memory: true}, 500*time.Millisecond)
 	sleepCtx(ctx, *hold/2)
 	r.Held = scrape(*metricsURL)
 	sleepCtx(ctx, *hold-*hold/2)
 	w1 := time.Now()
-	samples := smp.finish()
-	rcv1, _ := udpErrors()
+	samples := smp.Finish()
+	rcv1, _ := procstat.UDPErrors()
 	close(stopSend)
 	sending.Wait()
 
@@ -273,15 +270,17 @@ func runMedia(args []string) error {
 	sem := make(chan struct{}, 64)
 	var bye sync.WaitGroup
 	for _, c := range up {
-		if c.ended.Load() {
-			continue
+		select {
+		case <-c.call.Ended():
+			continue // the server hung up
+		default:
 		}
 		sem <- struct{}{}
 		bye.Go(func() {
 			defer func() { <-sem }()
 			bctx, done := context.WithTimeout(context.Background(), 5*time.Second)
 			defer done()
-			c.dialog.Bye(bctx)
+			c.call.Hangup(bctx)
 		})
 	}
 	bye.Wait()
@@ -289,14 +288,14 @@ func runMedia(args []string) error {
 		if c.conn != nil {
 			c.conn.Close()
 		}
-		if c.dialog != nil {
-			c.dialog.Close()
+		if c.call != nil {
+			c.call.Close()
 		}
 	}
 	recv.Wait()
 
-	r.Usage = usageBetween(samples[0], samples[len(samples)-1], samples)
-	r.MemBaseMB = round(float64(base.memKB)/1024, 1)
+	r.Usage = procstat.UsageBetween(samples[0], samples[len(samples)-1], samples)
+	r.MemBaseMB = round(float64(base.ServerPSSKB)/1024, 1)
 	r.UDPRcvbufErrs = rcv1 - rcv0
 	if r.Answered > 0 {
 		r.CPUPerCallPct = round(r.Usage.ServerPct/float64(r.Answered), 4)
@@ -437,80 +436,10 @@ func sendAll(calls []*mcall, stop <-chan struct{}) {
 	}
 }
 
-// phone is the test's SIP user agent: one UDP socket, many calls.
-type phone struct {
-	ua       *sipgo.UserAgent
-	udp      net.PacketConn
-	served   chan struct{}
-	dialogUA *sipgo.DialogUA
-	calls    sync.Map // dialog id -> *mcall
-}
-
-func newPhone() (*phone, error) {
-	log := slog.New(slog.DiscardHandler)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("sipbench"), sipgo.WithUserAgentHostname("127.0.0.1"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})))
-	if err != nil {
-		return nil, err
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		ua.Close()
-		return nil, err
-	}
-	p := &phone{ua: ua, served: make(chan struct{})}
-	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-		id, err := sip.DialogIDFromRequestUAC(req)
-		v, ok := p.calls.Load(id)
-		if err != nil || !ok {
-			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			return
-		}
-		c := v.(*mcall)
-		c.ended.Store(true)
-		c.dialog.ReadBye(req, tx)
-	})
-	if p.udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-		ua.Close()
-		return nil, err
-	}
-	if uc, ok := p.udp.(*net.UDPConn); ok {
-		uc.SetReadBuffer(4 << 20)
-		uc.SetWriteBuffer(4 << 20)
-	}
-	go func() {
-		defer close(p.served)
-		srv.ServeUDP(p.udp)
-	}()
-	pool, deadline := ua.TransportLayer().Pool("udp"), time.Now().Add(time.Second)
-	for pool.Size() == 0 {
-		if time.Now().After(deadline) {
-			p.close()
-			return nil, errors.New("the SIP listener did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(log),
-		sipgo.WithClientConnectionAddr(p.udp.LocalAddr().String()))
-	if err != nil {
-		p.close()
-		return nil, err
-	}
-	p.dialogUA = &sipgo.DialogUA{Client: client}
-	return p, nil
-}
-
-func (p *phone) close() {
-	p.ua.Close()
-	p.udp.Close()
-	<-p.served
-}
-
-// dial places c: its RTP socket and receiver first, then INVITE with a
-// PCMU offer and the transfer id, 200, ACK.
-func (p *phone) dial(ctx context.Context, c *mcall, target sip.Uri, dest string, recv *sync.WaitGroup) error {
+// dial places c with phone: its RTP socket and receiver first, then
+// INVITE with a PCMU offer naming that socket and the transfer id, 200,
+// ACK. The socket stays the receiver's: the phone does not touch it.
+func dial(ctx context.Context, phone *softphone.Phone, c *mcall, target string, recv *sync.WaitGroup) error {
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		return err
@@ -518,41 +447,18 @@ func (p *phone) dial(ctx context.Context, c *mcall, target sip.Uri, dest string,
 	c.conn = conn
 	recv.Add(1)
 	go c.receive(recv)
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	body, err := media.BuildSDP(media.NewOrigin(), media.OfferDescription(local, []media.Codec{media.PCMU}))
-	if err != nil {
-		return err
-	}
-	req := sip.NewRequest(sip.INVITE, target)
-	req.SetTransport("UDP")
-	req.SetDestination(dest)
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "sipbench", Host: "127.0.0.1"}})
-	req.AppendHeader(sip.NewHeader("X-ASAPP-CallTransferId", c.id))
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(body)
 	cctx, done := context.WithTimeout(ctx, 30*time.Second)
 	defer done()
-	d, err := p.dialogUA.WriteInvite(cctx, req)
+	call, err := phone.Dial(cctx, target, softphone.DialOptions{TransferID: c.id, RTP: conn, Codecs: []media.Codec{media.PCMU}})
 	if err != nil {
-		return fmt.Errorf("INVITE: %w", err)
-	}
-	if err := d.WaitAnswer(cctx, sipgo.AnswerOptions{}); err != nil {
-		d.Close()
-		var refused *sipgo.ErrDialogResponse
+		var refused *softphone.RefusedError
 		if errors.As(err, &refused) {
-			return fmt.Errorf("refused: %d %s", refused.Res.StatusCode, refused.Res.Reason)
+			return fmt.Errorf("refused: %d %s", refused.Response.StatusCode, refused.Response.Reason)
 		}
 		return fmt.Errorf("INVITE: %w", err)
 	}
-	c.dialog = d
-	p.calls.Store(d.ID, c)
-	if ans, err := media.ParseOffer(d.InviteResponse.Body()); err == nil {
-		if params, err := media.Negotiate(ans, []media.Codec{media.PCMU}); err == nil {
-			c.remote, c.pt = params.Remote, params.PayloadType
-		}
-	}
-	if err := d.Ack(cctx); err != nil {
-		return fmt.Errorf("ACK: %w", err)
-	}
+	c.call = call
+	params := call.Params()
+	c.remote, c.pt = params.Remote, params.PayloadType
 	return nil
 }

@@ -90,7 +90,7 @@ func runServe(args []string) error {
 			return httpapi.Tenant{RequestsPerSecond: t.RateLimit.RequestsPerSecond, Burst: t.RateLimit.Burst}, ok
 		},
 	})
-	agents, err := agent.Load(cfg.Tenants)
+	agents, err := agent.Load(cfg.Tenants, agent.Deps{Log: log})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchback/switchback/bench/internal/procstat"
 )
 
 // StepResult is one SIPp run at a fixed call rate against one server.
@@ -52,12 +54,12 @@ type StepResult struct {
 	UDPRcvbufErrs int64   `json:"udp_rcvbuf_errors"` // machine-wide, during the run
 	// Datagrams the kernel dropped at the server's SIP socket and at
 	// SIPp's: a receive buffer full because its reader fell behind.
-	ServerDrops int64  `json:"server_socket_drops"`
-	SippDrops   int64  `json:"sipp_socket_drops"`
-	OtherTop    string `json:"other_top,omitempty"` // the busiest other processes
-	Usage       usage  `json:"usage"`
-	Dir         string `json:"dir"`
-	FirstError  string `json:"first_error,omitempty"`
+	ServerDrops int64          `json:"server_socket_drops"`
+	SippDrops   int64          `json:"sipp_socket_drops"`
+	OtherTop    string         `json:"other_top,omitempty"` // the busiest other processes
+	Usage       procstat.Usage `json:"usage"`
+	Dir         string         `json:"dir"`
+	FirstError  string         `json:"first_error,omitempty"`
 }
 
 func runStep(args []string) error {
@@ -79,7 +81,7 @@ func runStep(args []string) error {
 	if *server == "" || *inf == "" || *scenario == "" || *dest == "" || *dir == "" || *rate < 1 {
 		return errors.New("need -server, -inf, -scenario, -dest, -dir and -rate >= 1")
 	}
-	serverPids, err := parsePids(*pids)
+	serverPids, err := procstat.ParsePIDs(*pids)
 	if err != nil {
 		return err
 	}
@@ -121,12 +123,12 @@ func runStep(args []string) error {
 
 	_, destPort, _ := net.SplitHostPort(*dest)
 	sport, _ := strconv.Atoi(destPort)
-	rcv0, _ := udpErrors()
-	sd0, cd0 := socketDrops(sport), socketDrops(port)
-	procs0 := allProcs()
-	smp := startSampler(serverPids, []int{}, 250*time.Millisecond)
+	rcv0, _ := procstat.UDPErrors()
+	sd0, cd0 := procstat.SocketDrops(sport), procstat.SocketDrops(port)
+	procs0 := procstat.Processes()
+	smp := procstat.Start(procstat.Reader{Server: serverPids, Memory: true}, 250*time.Millisecond)
 	if err := cmd.Start(); err != nil {
-		smp.finish()
+		smp.Finish()
 		return fmt.Errorf("start sipp: %w", err)
 	}
 	var cd1 int64
@@ -139,29 +141,29 @@ func runStep(args []string) error {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			cd1 = max(cd1, socketDrops(port))
+			cd1 = max(cd1, procstat.SocketDrops(port))
 		}
 	}()
 	waitErr := cmd.Wait()
 	close(exited)
 	<-watched
-	samples := smp.finish()
-	rcv1, _ := udpErrors()
-	sd1 := socketDrops(sport)
-	procs1 := allProcs()
+	samples := smp.Finish()
+	rcv1, _ := procstat.UDPErrors()
+	sd1 := procstat.SocketDrops(sport)
+	procs1 := procstat.Processes()
 	// SIPp's CPU, from its exit status: it is gone by the last sample.
 	last := &samples[len(samples)-1]
-	last.client = int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * ticksPerSecond)
+	last.Client = int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * procstat.TicksPerSecond)
 
 	r := StepResult{Kind: "step", Server: *server, Round: *roundN, Rate: *rate, Calls: calls, Dir: *dir,
 		UDPRcvbufErrs: rcv1 - rcv0, ServerDrops: sd1 - sd0, SippDrops: max(cd1-cd0, 0)}
-	r.Usage = usageBetween(samples[0], samples[len(samples)-1], samples)
-	r.MemBaseMB = round(float64(samples[0].memKB)/1024, 1)
+	r.Usage = procstat.UsageBetween(samples[0], samples[len(samples)-1], samples)
+	r.MemBaseMB = round(float64(samples[0].ServerPSSKB)/1024, 1)
 	skip := map[int]bool{cmd.Process.Pid: true, os.Getpid(): true}
-	for _, p := range tree(serverPids) {
+	for _, p := range procstat.Tree(serverPids) {
 		skip[p] = true
 	}
-	r.OtherTop = topOthers(procs0, procs1, skip, r.Usage.Seconds, 3)
+	r.OtherTop = procstat.Busiest(procs0, procs1, skip, r.Usage.Seconds, 3)
 	if err := readStat(filepath.Join(*dir, "stat.csv"), &r); err != nil {
 		return fmt.Errorf("sipp (%v) left no statistics: %w; see %s", waitErr, err, filepath.Join(*dir, "sipp.out"))
 	}

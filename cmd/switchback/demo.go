@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -17,10 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/agent"
+	"github.com/switchback/switchback/internal/agent/websocket"
+	"github.com/switchback/switchback/internal/agent/websocket/echo"
 	"github.com/switchback/switchback/internal/config"
-	sipedge "github.com/switchback/switchback/internal/sip"
+	"github.com/switchback/switchback/internal/softphone"
 )
 
 const demoUsage = `Usage: switchback demo [flags]
@@ -31,6 +34,11 @@ the API and SIP on free loopback ports), creates a call transfer through the
 API, calls in with the softphone of "switchback call", hears the greeting,
 presses 1 (an agent, please), is handed back by BYE, and fetches the
 transfer at that instant to show its output context.
+
+With --agent websocket the call is taken by a small echo agent over a real
+WebSocket instead of the menu: Switchback dials it as it would any voice
+agent built for Twilio Media Streams, streams the call's audio to it, plays
+what it sends back, and takes its hand-back when the caller presses 1.
 
 Flags:
 `
@@ -48,8 +56,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	phoneNumber := fs.Bool("phone-number", false, "transfer by a temporary phone number (PHONE_NUMBER) and dial it, instead of SIP")
 	record := fs.String("record", "", "save what the softphone heard to this WAV file")
 	verbose := fs.Bool("verbose", false, "show the gateway's log and the softphone's events on stderr")
+	agentKind := fs.String("agent", "menu", "the agent that takes the call: menu (built in) or websocket (an echo agent over a WebSocket)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *agentKind != "menu" && *agentKind != "websocket" {
+		return fmt.Errorf("--agent: %q is not menu or websocket", *agentKind)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("usage: switchback demo [flags] (unexpected %q)", fs.Arg(0))
@@ -66,6 +78,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer os.RemoveAll(dir)
 	cfg := demoConfig(filepath.Join(dir, "demo.db"), *verbose)
 	log := newLogger(cfg, detail)
+	if *agentKind == "websocket" {
+		url, stop, err := startEchoAgent(log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Tenants[0].Agents = []config.AgentConfig{{WebSocket: &websocket.Config{URL: url}}}
+		fmt.Fprintf(stdout, "The call's agent is an echo agent on %s, over a WebSocket.\n", url)
+	}
 	store, err := openStore(ctx, cfg, true)
 	if err != nil {
 		return fmt.Errorf("open the demo store: %w", err)
@@ -123,38 +144,41 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// 2-4. Its phone system sends the call, the agent answers, the caller
 	// presses 1, and the call comes back.
 	sipAddr := g.edge.Addr()
-	plan := callPlan{
-		Target:    sip.Uri{Scheme: "sip", User: config.DefaultTenantID, Host: sipAddr.Addr().String(), Port: int(sipAddr.Port())},
-		Dest:      sipAddr.String(),
-		DTMF:      "1",
-		DTMFDelay: defaultDTMFDelay,
-		Timeout:   demoCallTimeout,
+	plan := softphone.Plan{
+		Target:      "sip:" + config.DefaultTenantID + "@" + sipAddr.String(),
+		DialOptions: softphone.DialOptions{Record: *record != ""},
+		DTMF:        "1",
+		DTMFDelay:   defaultDTMFDelay,
+		Timeout:     demoCallTimeout,
 	}
-	with := " with " + sipedge.TransferIDHeader + ": " + id
+	with := " with " + softphone.TransferIDHeader + ": " + id
 	if *phoneNumber {
 		if created.PhoneNumber == nil || created.PhoneNumber.TransferNumber == "" {
 			return errors.New("the PHONE_NUMBER transfer came without a transferNumber")
 		}
-		plan.Target.User = created.PhoneNumber.TransferNumber
+		plan.Target = "sip:" + created.PhoneNumber.TransferNumber + "@" + sipAddr.String()
 		with = ", the leased number,"
 	} else {
-		plan.Headers = []sip.Header{sip.NewHeader(sipedge.TransferIDHeader, id)}
+		plan.TransferID = id
 	}
 	ports, _ := parsePortRange(defaultPhoneRTP)
-	phone, err := newSoftphone(phoneOptions{LocalIP: netip.MustParseAddr("127.0.0.1"), RTPPorts: ports, Transport: "UDP", Events: detail, Log: log})
+	phone, err := softphone.New(softphone.Options{LocalIP: netip.MustParseAddr("127.0.0.1"), RTPPorts: ports, Transport: "udp", Events: detail, Log: log})
 	if err != nil {
 		return err
 	}
 	defer phone.Close()
-	call := phone.Call(ctx, plan)
+	call := phone.Run(ctx, plan)
 	if !call.Answered {
-		return fmt.Errorf("2. Called %s%s ... %s", plan.Target.String(), with, call.End)
+		return fmt.Errorf("2. Called %s%s ... %s", plan.Target, with, call.End)
 	}
-	fmt.Fprintf(stdout, "2. Called %s%s ... %s\n", plan.Target.String(), with, call.Answer)
+	fmt.Fprintf(stdout, "2. Called %s%s ... %s\n", plan.Target, with, call.Answer)
 	if !call.DigitsSent {
 		return fmt.Errorf("3. The call ended before 1 was pressed: %s", call.End)
 	}
 	fmt.Fprintf(stdout, "3. Heard the greeting (%.1f s of audio), pressed 1\n", call.HeardBeforeDigits.Seconds())
+	if call.HeardBeforeDigits <= 0 {
+		return errors.New("3. The softphone heard nothing before it pressed 1")
+	}
 	if !call.HandedBack {
 		return fmt.Errorf("4. Switchback did not hand the call back: %s", call.End)
 	}
@@ -171,7 +195,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *record != "" {
-		if err := saveWAV(*record, call.Recording); err != nil {
+		if err := softphone.SaveWAV(*record, call.Recording); err != nil {
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
@@ -184,9 +208,36 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("the transfer is %s after the hand-back, not COMPLETED with an output context", t.Status)
 	}
 	oc := t.OutputContext
+	if *agentKind == "websocket" {
+		fmt.Fprintf(stdout, "\nThe transfer is %s: the echo agent handed the call back (transferType %s) with the digit\n", t.Status, oc.TransferType)
+		fmt.Fprintf(stdout, "the caller pressed (%s) in transferVariables, stored before the BYE.\n", orDash(oc.TransferVariables["digit"]))
+		if oc.TransferVariables["digit"] != "1" {
+			return fmt.Errorf("the echo agent's hand-back does not carry the digit pressed: %+v", oc)
+		}
+		return nil
+	}
 	fmt.Fprintf(stdout, "\nThe transfer is %s: the caller asked for an agent (transferType %s, task %s),\n", t.Status, oc.TransferType, oc.CurrentTaskName)
 	fmt.Fprintf(stdout, "and accountNumber %s came back in referenceVariables, stored before the BYE.\n", orDash(oc.ReferenceVariables["accountNumber"]))
 	return nil
+}
+
+// startEchoAgent serves the built-in echo agent on a free loopback port,
+// greeting with the chime, and returns its ws:// URL.
+func startEchoAgent(log *slog.Logger) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen for the echo agent: %w", err)
+	}
+	srv := &http.Server{Handler: echo.New(echo.Options{Greeting: agent.Chime(), Log: log}), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	return "ws://" + ln.Addr().String() + "/", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		srv.Close()
+		<-done
+	}, nil
 }
 
 // demoConfig is the embedded default configuration, with its store in

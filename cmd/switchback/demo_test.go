@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback/internal/media"
+	"github.com/switchback/switchback/internal/softphone"
 )
 
 func TestDemo(t *testing.T) {
@@ -99,7 +100,7 @@ func TestDemo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if level := rms(pcm); level < 1000 {
+			if level := softphone.RMS(pcm); level < 1000 {
 				t.Errorf("the recorded greeting has RMS %.0f: silence", level)
 			}
 		})

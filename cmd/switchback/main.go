@@ -16,13 +16,45 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignals()
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "switchback:", err)
 		}
 		os.Exit(exitCode(err))
+	}
+}
+
+// stopOnSignals returns a context that SIGINT, or a second SIGTERM, ends:
+// a stop at once. The first SIGTERM only asks for a drain (see
+// withDrain): a server lets its calls finish first.
+func stopOnSignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	drain := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		draining := false
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				if s == syscall.SIGTERM && !draining {
+					draining = true
+					close(drain)
+					continue
+				}
+				cancel()
+			}
+		}
+	}()
+	return withDrain(ctx, drain), func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/agent"
+	"github.com/switchback/switchback/internal/agent/websocket"
+	"github.com/switchback/switchback/internal/call"
 	"github.com/switchback/switchback/internal/config"
 	"github.com/switchback/switchback/internal/httpapi"
 	"github.com/switchback/switchback/internal/postgres"
@@ -111,11 +113,29 @@ func loadPool(ctx context.Context, cfg config.Config, store switchback.Store, lo
 // gateway is Switchback on an open store, with its API and SIP listeners
 // bound: what serve runs, and what demo runs in-process.
 type gateway struct {
-	log  *slog.Logger
-	svc  *transfer.Service
-	edge *sipedge.Edge
-	ln   net.Listener
-	srv  *http.Server
+	log   *slog.Logger
+	svc   *transfer.Service
+	calls *call.Runtime
+	edge  *sipedge.Edge
+	ln    net.Listener
+	srv   *http.Server
+	// drainTimeout bounds a drain (shutdown.drainTimeout).
+	drainTimeout time.Duration
+}
+
+type drainKey struct{}
+
+// withDrain attaches to ctx a channel whose closing asks a server to
+// drain: to refuse new calls and stop once its calls have ended. Ending
+// ctx itself stops it at once.
+func withDrain(ctx context.Context, drain <-chan struct{}) context.Context {
+	return context.WithValue(ctx, drainKey{}, drain)
+}
+
+// drainRequested is the drain channel of ctx; nil (never) if it has none.
+func drainRequested(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(drainKey{}).(<-chan struct{})
+	return ch
 }
 
 // listenGateway builds the transfer service, the API and the SIP edge on
@@ -126,26 +146,30 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 		Policy: func(id string) (transfer.Policy, bool) {
 			t, ok := cfg.Tenant(id)
 			return transfer.Policy{PhoneNumberTTL: t.PhoneNumberTTL.Duration(), SIPTTL: t.SIPTTL.Duration(),
-				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType)}, ok
+				DefaultReturn: switchback.ReturnTransferType(t.DefaultReturnTransferType), MaxCalls: t.SIP.MaxCalls}, ok
 		},
 		SweepInterval: cfg.Expiry.SweepInterval.Duration(), MaxCallDuration: cfg.Expiry.MaxCallDuration.Duration(),
 	})
+	hangUps := websocket.NewRegistry()
+	agents, err := agent.Load(cfg.Tenants, agent.Deps{HangUps: hangUps, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	calls := call.New(call.Options{Transfers: svc, Agents: agents, Log: log})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := httpapi.NewServer(httpapi.Deps{
-		Store: store, Transfers: svc, Log: log, Registry: reg,
+		Store: store, Transfers: svc, Log: log, Registry: reg, Draining: calls.Draining,
+		Routes:       map[string]http.Handler{websocket.HangUpPrefix: websocket.HangUpHandler(hangUps, log)},
 		MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait.Duration(),
+		AuthFailureLimit: httpapi.RateLimit{RequestsPerSecond: cfg.API.AuthFailureLimit.RequestsPerSecond, Burst: cfg.API.AuthFailureLimit.Burst},
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			t, ok := cfg.Tenant(id)
 			return httpapi.Tenant{RequestsPerSecond: t.RateLimit.RequestsPerSecond, Burst: t.RateLimit.Burst}, ok
 		},
 	})
 
-	agents, err := agent.Load(cfg.Tenants)
-	if err != nil {
-		return nil, err
-	}
-	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Agents: agents, Log: log})
+	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Calls: calls, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -159,32 +183,71 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 			func() float64 { return float64(edge.PendingInvites()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_invites_shed_total", Help: "INVITEs refused with 503 because sip.maxPendingInvites were in progress."},
 			func() float64 { return float64(edge.Shed()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_calls_active", Help: "Calls in progress on this node."},
+			func() float64 { return float64(calls.Active()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_draining", Help: "1 while this node drains: it refuses new calls and lets its calls end."},
+			func() float64 {
+				if calls.Draining() {
+					return 1
+				}
+				return 0
+			}),
+		endedCollector{calls},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_server_transactions_total", Help: "SIP requests given a server transaction (let through the stateless gate)."},
+			func() float64 { return float64(edge.Transactions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_udp_pool_entries", Help: "Remote addresses in the SIP library's UDP connection pool."},
+			func() float64 { return float64(edge.UDPPoolEntries()) }),
 	)
+	for _, reason := range sipedge.RefusalReasons {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_requests_refused_total",
+			Help: "SIP requests refused, or messages dropped, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(edge.Refused(reason)) }))
+	}
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	return &gateway{log: log, svc: svc, edge: edge, ln: ln, srv: srv}, nil
+	srv, ln := httpapi.NewHTTPServer(api, ln, httpapi.ServerOptions{Log: log,
+		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration(), ReadBodyTimeout: cfg.API.ReadBodyTimeout.Duration(),
+		WriteTimeout: cfg.API.WriteTimeout.Duration(), IdleTimeout: cfg.API.IdleTimeout.Duration(),
+		MaxHeaderBytes: cfg.API.MaxHeaderBytes, MaxConnections: cfg.API.MaxConnections})
+	return &gateway{log: log, svc: svc, calls: calls, edge: edge, ln: ln, srv: srv,
+		drainTimeout: cfg.Shutdown.DrainTimeout.Duration()}, nil
+}
+
+// endedCollector exports how the node's calls ended.
+type endedCollector struct{ calls *call.Runtime }
+
+var endedDesc = prometheus.NewDesc("switchback_calls_terminated_total",
+	"Calls ended on this node, by how: handback, caller, rtp-timeout, session-timer, shutdown, unanswered.", []string{"reason"}, nil)
+
+func (c endedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- endedDesc }
+
+func (c endedCollector) Collect(ch chan<- prometheus.Metric) {
+	for reason, n := range c.calls.Ended() {
+		ch <- prometheus.MustNewConstMetric(endedDesc, prometheus.CounterValue, float64(n), reason)
+	}
 }
 
 // apiAddr is the address the API is served on.
 func (g *gateway) apiAddr() net.Addr { return g.ln.Addr() }
 
-// serve runs the gateway, calling ready once it serves, until ctx ends;
-// then the API finishes the requests in flight and the SIP edge the calls
-// still up.
+// serve runs the gateway, calling ready once it serves, until ctx ends or
+// a drain (see withDrain) has let the calls end: then the SIP edge ends
+// the calls still up, each outcome stored first, and the API finishes the
+// requests in flight.
 func (g *gateway) serve(ctx context.Context, ready func()) error {
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	expiryDone := make(chan error, 1)
 	go func() { expiryDone <- g.svc.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- g.srv.Serve(g.ln) }()
+	sipCtx, stopSIP := context.WithCancel(context.Background())
+	defer stopSIP()
 	sipDone := make(chan error, 1)
-	go func() { sipDone <- g.edge.Serve(runCtx) }()
+	go func() { sipDone <- g.edge.Serve(sipCtx) }()
 	if ready != nil {
 		ready()
 	}
@@ -193,20 +256,45 @@ func (g *gateway) serve(ctx context.Context, ready func()) error {
 	select {
 	case err = <-serveDone:
 	case <-ctx.Done():
-		shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
-		defer done()
-		err = g.srv.Shutdown(shutdown)
+	case <-drainRequested(ctx):
+		g.drain(ctx)
 	}
-	cancel()
+	// The calls end before the API: a client waiting on a transfer sees
+	// its outcome.
+	stopSIP()
 	if serr := <-sipDone; serr != nil && err == nil {
 		err = serr
 	}
+	shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if serr := g.srv.Shutdown(shutdown); serr != nil && err == nil {
+		err = serr
+	}
+	cancel()
 	<-expiryDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	g.log.Info("switchback stopped")
 	return err
+}
+
+// drain refuses new calls and waits until the calls in progress have
+// ended, for up to the drain timeout, or until ctx ends (a stop at once).
+func (g *gateway) drain(ctx context.Context) {
+	idle := g.calls.Drain()
+	g.log.Info("draining: new calls are refused; waiting for the calls in progress", "calls", g.calls.Active(),
+		"drain_timeout", g.drainTimeout.String())
+	t := time.NewTimer(g.drainTimeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		g.log.Info("drained: no call left")
+	case <-t.C:
+		g.log.Warn("drain timeout: ending the calls left", "calls", g.calls.Active())
+	case <-ctx.Done():
+		g.log.Warn("stopping at once: ending the calls left", "calls", g.calls.Active())
+	}
 }
 
 // ensureDemoKey gives the demo tenant an API key on the first start, and

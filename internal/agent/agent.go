@@ -1,52 +1,110 @@
 // Package agent builds the agents that answer calls from the tenants'
-// configuration: the agent of each tenant and task, with its audio loaded
-// once at start.
+// configuration: the agent of each tenant and task, whatever its kind
+// (menu/, websocket/), with its audio loaded once at start.
 package agent
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/agent/menu"
+	"github.com/switchback/switchback/internal/agent/websocket"
 	"github.com/switchback/switchback/internal/config"
 	"github.com/switchback/switchback/internal/media"
 )
 
-// Registry is the switchback.AgentFactory of a configuration.
+// Registry is the switchback.AgentFactory of a configuration: the agent
+// of each tenant's tasks, whatever its kind.
 type Registry struct {
 	tenants map[string]tenantAgents
 }
 
 type tenantAgents struct {
-	byTask   map[string]switchback.Agent
-	fallback switchback.Agent // the agent of task "", or nil
+	byTask   map[string]switchback.AgentFactory
+	fallback switchback.AgentFactory // the agent of task "", or nil
 }
 
 var _ switchback.AgentFactory = (*Registry)(nil)
 
-// Load builds every tenant's agents, loading their audio. An audio file that
-// cannot be read or decoded is an error naming the field.
-func Load(tenants []config.Tenant) (*Registry, error) {
+// Deps are what agents need beyond their configuration.
+type Deps struct {
+	// HangUps holds the live calls of websocket agents, for the
+	// Twilio-style REST hang-up; nil makes a private one.
+	HangUps *websocket.Registry
+	Log     *slog.Logger
+}
+
+// Load builds every tenant's agents: menus with their audio loaded,
+// websocket agents with their fallbacks. An audio file that cannot be read
+// or decoded is an error naming the field.
+func Load(tenants []config.Tenant, deps Deps) (*Registry, error) {
+	if deps.HangUps == nil {
+		deps.HangUps = websocket.NewRegistry()
+	}
 	r := &Registry{tenants: map[string]tenantAgents{}}
 	cache := map[string][]int16{}
 	for i, t := range tenants {
-		ta := tenantAgents{byTask: map[string]switchback.Agent{}}
+		ta := tenantAgents{byTask: map[string]switchback.AgentFactory{}}
+		made := map[int]switchback.AgentFactory{}
+		byTask := map[string]int{}
 		for j, a := range t.Agents {
-			if a.Menu == nil {
-				continue
+			if _, dup := byTask[a.Task]; !dup {
+				byTask[a.Task] = j
 			}
-			path := fmt.Sprintf("tenants[%d].agents[%d].menu", i, j)
-			p, err := loadPrompts(*a.Menu, path, cache)
+		}
+		// make builds agent j, and first the agent its fallback names;
+		// config.Validate has refused fallbacks in a circle.
+		var build func(j int) (switchback.AgentFactory, error)
+		build = func(j int) (switchback.AgentFactory, error) {
+			if f, ok := made[j]; ok {
+				return f, nil
+			}
+			a := t.Agents[j]
+			path := fmt.Sprintf("tenants[%d].agents[%d]", i, j)
+			var f switchback.AgentFactory
+			switch {
+			case a.Menu != nil:
+				p, err := loadPrompts(*a.Menu, path+".menu", cache)
+				if err != nil {
+					return nil, err
+				}
+				f = one{menu.New(a.Task, *a.Menu, p)}
+			case a.WebSocket != nil:
+				var fallback switchback.AgentFactory
+				if task := a.WebSocket.Fallback.Task; task != "" {
+					k, ok := byTask[task]
+					if !ok {
+						return nil, fmt.Errorf("%s.websocket.fallback.task: %q is not the task of any of this tenant's agents", path, task)
+					}
+					var err error
+					if fallback, err = build(k); err != nil {
+						return nil, err
+					}
+				}
+				ws, err := websocket.NewFactory(t.ID, *a.WebSocket, fallback, websocket.Deps{Registry: deps.HangUps, Log: deps.Log})
+				if err != nil {
+					return nil, fmt.Errorf("%s.%w", path, err)
+				}
+				f = ws
+			default:
+				return nil, fmt.Errorf("%s: names no kind of agent", path)
+			}
+			made[j] = f
+			return f, nil
+		}
+		for j, a := range t.Agents {
+			f, err := build(j)
 			if err != nil {
 				return nil, err
 			}
-			agent := menu.New(a.Task, *a.Menu, p)
 			if a.Task == "" {
-				ta.fallback = agent
+				ta.fallback = f
 			} else {
-				ta.byTask[a.Task] = agent
+				ta.byTask[a.Task] = f
 			}
 		}
 		r.tenants[t.ID] = ta
@@ -54,28 +112,35 @@ func Load(tenants []config.Tenant) (*Registry, error) {
 	return r, nil
 }
 
-// NewAgent returns the agent for a tenant's task: on a conversation's later
+// one is the factory of an agent that takes any number of calls at once.
+type one struct{ agent switchback.Agent }
+
+func (o one) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) {
+	return o.agent, nil
+}
+
+// NewAgent makes the agent for a tenant's task: on a conversation's later
 // call, the one of the task its saved state was in; else the one configured
-// for the input's task; else the tenant's agent for any task. ENOTFOUND when
-// there is none.
-func (r *Registry) NewAgent(tenantID string, input *switchback.InputContext, conv *switchback.Conversation) (switchback.Agent, error) {
-	ta := r.tenants[tenantID]
-	if task, ok := menu.ResumeTask(conv); ok {
-		if a, ok := ta.byTask[task]; ok {
-			return a, nil
+// for the input's task; else the tenant's agent for any task. An agent that
+// connects somewhere does so within ctx. ENOTFOUND when there is none.
+func (r *Registry) NewAgent(ctx context.Context, info *switchback.CallInfo) (switchback.Agent, error) {
+	ta := r.tenants[info.TenantID]
+	if task, ok := menu.ResumeTask(info.Conversation); ok {
+		if f, ok := ta.byTask[task]; ok {
+			return f.NewAgent(ctx, info)
 		}
 	}
 	task := ""
-	if input != nil {
-		task = input.TaskName
+	if info.Input != nil {
+		task = info.Input.TaskName
 	}
-	if a, ok := ta.byTask[task]; ok {
-		return a, nil
+	if f, ok := ta.byTask[task]; ok {
+		return f.NewAgent(ctx, info)
 	}
 	if ta.fallback != nil {
-		return ta.fallback, nil
+		return ta.fallback.NewAgent(ctx, info)
 	}
-	return nil, switchback.Errorf(switchback.ENOTFOUND, "tenant %q has no agent for task %q", tenantID, task)
+	return nil, switchback.Errorf(switchback.ENOTFOUND, "tenant %q has no agent for task %q", info.TenantID, task)
 }
 
 func loadPrompts(m config.Menu, path string, cache map[string][]int16) (menu.Prompts, error) {

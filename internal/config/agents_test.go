@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/switchback/switchback/internal/agent/websocket"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -50,7 +51,47 @@ func TestValidateAgents(t *testing.T) {
 		{
 			name:   "agent without a menu",
 			mutate: func(c *Config) { c.Tenants[0].Agents[1].Menu = nil },
-			want:   []string{`tenants[0].agents[1].menu: required: the built-in menu is the only agent for now`},
+			want:   []string{`tenants[0].agents[1]: names no kind of agent: give it a menu or a websocket`},
+		},
+		{
+			name: "a websocket agent falling back on a menu is valid",
+			mutate: func(c *Config) {
+				c.Tenants[0].Agents[1] = AgentConfig{Task: "account", WebSocket: &websocket.Config{URL: "ws://127.0.0.1:9/a",
+					Fallback: websocket.Fallback{Task: ""}}}
+				c.Tenants[0].Agents[1].WebSocket.Fallback.Task = "instant"
+			},
+		},
+		{
+			name: "an agent of two kinds",
+			mutate: func(c *Config) {
+				c.Tenants[0].Agents[1].WebSocket = &websocket.Config{URL: "ws://127.0.0.1:9/a"}
+			},
+			want: []string{`tenants[0].agents[1]: has both menu and websocket: an agent is of one kind`},
+		},
+		{
+			name: "a websocket agent's own mistakes, by path",
+			mutate: func(c *Config) {
+				c.Tenants[0].Agents[1] = AgentConfig{Task: "account", WebSocket: &websocket.Config{URL: "http://x"}}
+			},
+			want: []string{`tenants[0].agents[1].websocket.url: must be ws:// or wss://`},
+		},
+		{
+			name: "a fallback to no agent",
+			mutate: func(c *Config) {
+				c.Tenants[0].Agents[1] = AgentConfig{Task: "account", WebSocket: &websocket.Config{URL: "ws://h/a", Fallback: websocket.Fallback{Task: "nope"}}}
+			},
+			want: []string{`tenants[0].agents[1].websocket.fallback.task: "nope" is not the task of any of this tenant's agents`},
+		},
+		{
+			name: "fallbacks in a circle",
+			mutate: func(c *Config) {
+				c.Tenants[0].Agents[1] = AgentConfig{Task: "account", WebSocket: &websocket.Config{URL: "ws://h/a", Fallback: websocket.Fallback{Task: "instant"}}}
+				c.Tenants[0].Agents[2] = AgentConfig{Task: "instant", WebSocket: &websocket.Config{URL: "ws://h/b", Fallback: websocket.Fallback{Task: "account"}}}
+			},
+			want: []string{
+				`tenants[0].agents[1].websocket.fallback.task: falls back in a circle (to agents[1])`,
+				`tenants[0].agents[2].websocket.fallback.task: falls back in a circle (to agents[2])`,
+			},
 		},
 		{name: "greeting file is valid", mutate: func(c *Config) { menu(c).Greeting = wav }},
 		{name: "no greeting is valid", mutate: func(c *Config) { menu(c).Greeting = "" }},
@@ -201,7 +242,7 @@ func TestValidateAgents(t *testing.T) {
 			want: []string{
 				`tenants[0].agents[1].menu.collect[0].maxDigits: must be from 1 to 64, got 0`,
 				`tenants[0].agents[2].menu.default.transferType: must be AGENT or SYSTEM, got ""`,
-				`tenants[0].agents[3].menu: required: the built-in menu is the only agent for now`,
+				`tenants[0].agents[3]: names no kind of agent: give it a menu or a websocket`,
 			},
 		},
 	}
@@ -408,7 +449,7 @@ func TestLoadAgentErrors(t *testing.T) {
 		{
 			name: "a menu left empty",
 			file: tenant + "      - menu:\n",
-			want: []string{"tenants[0].agents[0].menu: required"},
+			want: []string{"tenants[0].agents[0]: names no kind of agent"},
 		},
 	}
 	for _, tt := range tests {

@@ -10,18 +10,30 @@ import (
 	"time"
 
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/agent/websocket"
 )
 
 // Config is everything `switchback serve` is configured with. Start from
 // Default or Load: the zero value does not validate.
 type Config struct {
-	API     API      `yaml:"api"`
-	Store   Store    `yaml:"store"`
-	Pool    Pool     `yaml:"pool"`
-	Expiry  Expiry   `yaml:"expiry"`
-	SIP     SIP      `yaml:"sip"`
-	Tenants []Tenant `yaml:"tenants"`
-	Log     Log      `yaml:"log"`
+	API      API      `yaml:"api"`
+	Store    Store    `yaml:"store"`
+	Pool     Pool     `yaml:"pool"`
+	Expiry   Expiry   `yaml:"expiry"`
+	SIP      SIP      `yaml:"sip"`
+	Tenants  []Tenant `yaml:"tenants"`
+	Shutdown Shutdown `yaml:"shutdown"`
+	Log      Log      `yaml:"log"`
+}
+
+// Shutdown configures how a node stops. SIGTERM drains it: new calls are
+// refused (503), calls in progress run to their normal end and hand-back,
+// for up to DrainTimeout; then the rest are ended, each outcome stored
+// first. SIGINT, or a second SIGTERM, ends every call at once.
+type Shutdown struct {
+	// DrainTimeout is the longest a drain waits for the calls in progress;
+	// 0 ends them at once. Default DefaultDrainTimeout.
+	DrainTimeout Duration `yaml:"drainTimeout"`
 }
 
 // API configures the REST API.
@@ -29,6 +41,27 @@ type API struct {
 	Listen       string   `yaml:"listen"`       // host:port; default DefaultListen
 	MaxBodyBytes int64    `yaml:"maxBodyBytes"` // largest request body; default DefaultMaxBodyBytes
 	MaxWait      Duration `yaml:"maxWait"`      // longest ?timeout= of a wait; default DefaultMaxWait
+	// ReadHeaderTimeout is how long a client has to send a request's
+	// headers; default DefaultReadHeaderTimeout.
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout"`
+	// ReadBodyTimeout is how long a client has to send a request's body
+	// once its headers are in (408 beyond); default DefaultReadBodyTimeout.
+	ReadBodyTimeout Duration `yaml:"readBodyTimeout"`
+	// WriteTimeout is how long writing an answer may take from its first
+	// byte, so a wait is not cut short; default DefaultWriteTimeout.
+	WriteTimeout Duration `yaml:"writeTimeout"`
+	// IdleTimeout is how long a kept-alive connection may wait for its
+	// next request; default DefaultIdleTimeout.
+	IdleTimeout    Duration `yaml:"idleTimeout"`
+	MaxHeaderBytes int      `yaml:"maxHeaderBytes"` // largest request headers (431 beyond); default DefaultMaxHeaderBytes
+	// MaxConnections caps the API's open connections; past it new ones
+	// wait in the listen queue. Default DefaultMaxConnections.
+	MaxConnections int `yaml:"maxConnections"`
+	// AuthFailureLimit is, per source address, the rate of failed
+	// authentications past which a key id this node does not know is
+	// answered 429 without a store lookup; requestsPerSecond 0 turns it
+	// off. Default DefaultAuthFailuresPerSecond and DefaultAuthFailureBurst.
+	AuthFailureLimit RateLimit `yaml:"authFailureLimit"`
 }
 
 // Store says which database keeps transfers, leases and keys.
@@ -147,10 +180,17 @@ type TenantSIP struct {
 	ReturnAuth SIPUser `yaml:"returnAuth"`
 }
 
-// AgentConfig says which agent answers a tenant's calls for one task.
+// AgentConfig says which agent answers a tenant's calls for one task. An
+// agent is of one kind, configured under that kind's key; each kind owns
+// its settings and their checks (internal/agent/... for the code).
 type AgentConfig struct {
 	Task string `yaml:"task"` // the inputContext.taskName it serves; "" = every task without an agent of its own
-	Menu *Menu  `yaml:"menu"` // the built-in menu agent, the only kind for now; required
+	// Menu is the built-in menu agent.
+	Menu *Menu `yaml:"menu,omitempty"`
+	// WebSocket is an external voice agent Switchback dials over a
+	// WebSocket, speaking the Twilio Media Streams wire
+	// (internal/agent/websocket, docs/agents.md).
+	WebSocket *websocket.Config `yaml:"websocket,omitempty"`
 }
 
 // Menu is the built-in menu agent: it plays Greeting, gathers each Collect
@@ -209,9 +249,19 @@ const (
 
 // The defaults of the scalar fields, as Default sets them.
 const (
-	DefaultListen             = "127.0.0.1:8080"
-	DefaultMaxBodyBytes       = 65536
-	DefaultMaxWait            = 60 * time.Second
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultMaxBodyBytes      = 65536
+	DefaultMaxWait           = 60 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadBodyTimeout   = 5 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 32 << 10
+	DefaultMaxConnections    = 4096
+
+	DefaultAuthFailuresPerSecond = 2.0
+	DefaultAuthFailureBurst      = 20
+
 	DefaultDriver             = DriverSQLite
 	DefaultSQLiteDSN          = "switchback.db" // a file in the working directory
 	DefaultQuarantine         = 10 * time.Second
@@ -224,6 +274,7 @@ const (
 	DefaultReturnTransferType = string(switchback.ReturnBYE)
 	DefaultRequestsPerSecond  = 200.0
 	DefaultBurst              = 400
+	DefaultDrainTimeout       = time.Hour
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
 
@@ -274,9 +325,16 @@ const (
 func Default() Config {
 	return Config{
 		API: API{
-			Listen:       DefaultListen,
-			MaxBodyBytes: DefaultMaxBodyBytes,
-			MaxWait:      Duration(DefaultMaxWait),
+			Listen:            DefaultListen,
+			MaxBodyBytes:      DefaultMaxBodyBytes,
+			MaxWait:           Duration(DefaultMaxWait),
+			ReadHeaderTimeout: Duration(DefaultReadHeaderTimeout),
+			ReadBodyTimeout:   Duration(DefaultReadBodyTimeout),
+			WriteTimeout:      Duration(DefaultWriteTimeout),
+			IdleTimeout:       Duration(DefaultIdleTimeout),
+			MaxHeaderBytes:    DefaultMaxHeaderBytes,
+			MaxConnections:    DefaultMaxConnections,
+			AuthFailureLimit:  RateLimit{RequestsPerSecond: DefaultAuthFailuresPerSecond, Burst: DefaultAuthFailureBurst},
 		},
 		Store: Store{Driver: DefaultDriver, DSN: DefaultSQLiteDSN},
 		Pool: Pool{
@@ -286,7 +344,8 @@ func Default() Config {
 				{Country: "GB", Numbers: []string{demoGBNumbers}},
 			},
 		},
-		Expiry: Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
+		Expiry:   Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
+		Shutdown: Shutdown{DrainTimeout: Duration(DefaultDrainTimeout)},
 		SIP: SIP{
 			Listen:            DefaultSIPListen,
 			Realm:             DefaultSIPRealm,

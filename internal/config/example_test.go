@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/switchback/switchback/internal/agent/websocket"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,12 +9,16 @@ import (
 )
 
 func TestExample(t *testing.T) {
+	listen := true
 	got, err := Load(writeConfig(t, Example()), nil)
 	if err != nil {
 		t.Fatalf("Load(Example()) error:\n%v", err)
 	}
 	want := Config{
-		API:   API{Listen: "127.0.0.1:8080", MaxBodyBytes: 65536, MaxWait: Duration(60 * time.Second)},
+		API: API{Listen: "127.0.0.1:8080", MaxBodyBytes: 65536, MaxWait: Duration(60 * time.Second),
+			ReadHeaderTimeout: Duration(10 * time.Second), ReadBodyTimeout: Duration(5 * time.Second),
+			WriteTimeout: Duration(10 * time.Second), IdleTimeout: Duration(2 * time.Minute),
+			MaxHeaderBytes: 32768, MaxConnections: 4096, AuthFailureLimit: RateLimit{RequestsPerSecond: 2, Burst: 20}},
 		Store: Store{Driver: "sqlite", DSN: "switchback.db"},
 		Pool: Pool{
 			Quarantine: Duration(10 * time.Second),
@@ -70,6 +75,13 @@ func TestExample(t *testing.T) {
 					},
 					DigitTimeout: Duration(5 * time.Second),
 					Default:      Outcome{TransferType: "SYSTEM", TaskName: "billing_done", TransferVariables: []string{"account"}},
+				}}, {Task: "voice", WebSocket: &websocket.Config{
+					URL: "wss://voice.acme.example/twilio", AuthToken: "change-me",
+					Headers:                 map[string]websocket.Secret{"Authorization": "Bearer change-me"},
+					ConnectTimeout:          websocket.Duration(3 * time.Second),
+					Fallback:                websocket.Fallback{Task: "billing"},
+					HangUpOutput:            &websocket.Output{TransferType: "SYSTEM", CurrentTaskName: "voice_done"},
+					ListenAfterInviteReturn: &listen, MaxMessageBytes: 262144,
 				}}},
 			},
 			{
@@ -83,7 +95,8 @@ func TestExample(t *testing.T) {
 				Agents:                    []AgentConfig{{Menu: &Menu{Default: Outcome{TransferType: "SYSTEM"}}}},
 			},
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Shutdown: Shutdown{DrainTimeout: Duration(time.Hour)},
+		Log:      Log{Level: "info", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(Example()) =\n%+v\nwant\n%+v", got, want)

@@ -52,14 +52,18 @@ func TestLoad(t *testing.T) {
 		{
 			name: "every scalar from the file",
 			file: `
-api: {listen: ":1", maxBodyBytes: 2048, maxWait: 5s}
+api: {listen: ":1", maxBodyBytes: 2048, maxWait: 5s, readHeaderTimeout: 1s, readBodyTimeout: 2s, writeTimeout: 3s,
+  idleTimeout: 4s, maxHeaderBytes: 8192, maxConnections: 10, authFailureLimit: {requestsPerSecond: 0.5, burst: 5}}
 store: {driver: postgres, dsn: "postgres://db/sb"}
 pool: {quarantine: 1m30s}
 expiry: {sweepInterval: 250ms}
 log: {level: debug, format: text}
 `,
 			want: func(c *Config) {
-				c.API = API{Listen: ":1", MaxBodyBytes: 2048, MaxWait: Duration(5 * time.Second)}
+				c.API = API{Listen: ":1", MaxBodyBytes: 2048, MaxWait: Duration(5 * time.Second),
+					ReadHeaderTimeout: Duration(time.Second), ReadBodyTimeout: Duration(2 * time.Second),
+					WriteTimeout: Duration(3 * time.Second), IdleTimeout: Duration(4 * time.Second),
+					MaxHeaderBytes: 8192, MaxConnections: 10, AuthFailureLimit: RateLimit{RequestsPerSecond: 0.5, Burst: 5}}
 				c.Store = Store{Driver: "postgres", DSN: "postgres://db/sb"}
 				c.Pool.Quarantine = Duration(90 * time.Second)
 				c.Expiry.SweepInterval = Duration(250 * time.Millisecond)
@@ -142,18 +146,29 @@ tenants:
 		{
 			name: "every variable",
 			env: map[string]string{
-				"SWITCHBACK_API_LISTEN":           "0.0.0.0:80",
-				"SWITCHBACK_API_MAXBODYBYTES":     "4096",
-				"SWITCHBACK_API_MAXWAIT":          "2m",
-				"SWITCHBACK_STORE_DRIVER":         "postgres",
-				"SWITCHBACK_STORE_DSN":            "postgres://db/sb",
-				"SWITCHBACK_POOL_QUARANTINE":      "30s",
-				"SWITCHBACK_EXPIRY_SWEEPINTERVAL": "500ms",
-				"SWITCHBACK_LOG_LEVEL":            "warn",
-				"SWITCHBACK_LOG_FORMAT":           "text",
+				"SWITCHBACK_API_LISTEN":                             "0.0.0.0:80",
+				"SWITCHBACK_API_MAXBODYBYTES":                       "4096",
+				"SWITCHBACK_API_MAXWAIT":                            "2m",
+				"SWITCHBACK_API_READHEADERTIMEOUT":                  "11s",
+				"SWITCHBACK_API_READBODYTIMEOUT":                    "12s",
+				"SWITCHBACK_API_WRITETIMEOUT":                       "13s",
+				"SWITCHBACK_API_IDLETIMEOUT":                        "14s",
+				"SWITCHBACK_API_MAXHEADERBYTES":                     "5000",
+				"SWITCHBACK_API_MAXCONNECTIONS":                     "100",
+				"SWITCHBACK_API_AUTHFAILURELIMIT_REQUESTSPERSECOND": "3",
+				"SWITCHBACK_API_AUTHFAILURELIMIT_BURST":             "30",
+				"SWITCHBACK_STORE_DRIVER":                           "postgres",
+				"SWITCHBACK_STORE_DSN":                              "postgres://db/sb",
+				"SWITCHBACK_POOL_QUARANTINE":                        "30s",
+				"SWITCHBACK_EXPIRY_SWEEPINTERVAL":                   "500ms",
+				"SWITCHBACK_LOG_LEVEL":                              "warn",
+				"SWITCHBACK_LOG_FORMAT":                             "text",
 			},
 			want: func(c *Config) {
-				c.API = API{Listen: "0.0.0.0:80", MaxBodyBytes: 4096, MaxWait: Duration(2 * time.Minute)}
+				c.API = API{Listen: "0.0.0.0:80", MaxBodyBytes: 4096, MaxWait: Duration(2 * time.Minute),
+					ReadHeaderTimeout: Duration(11 * time.Second), ReadBodyTimeout: Duration(12 * time.Second),
+					WriteTimeout: Duration(13 * time.Second), IdleTimeout: Duration(14 * time.Second),
+					MaxHeaderBytes: 5000, MaxConnections: 100, AuthFailureLimit: RateLimit{RequestsPerSecond: 3, Burst: 30}}
 				c.Store = Store{Driver: "postgres", DSN: "postgres://db/sb"}
 				c.Pool.Quarantine = Duration(30 * time.Second)
 				c.Expiry.SweepInterval = Duration(500 * time.Millisecond)
@@ -211,12 +226,12 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			file: "apii:\n  listen: x\n",
-			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, sip, store, tenants"},
+			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, shutdown, sip, store, tenants"},
 		},
 		{
 			name: "unknown nested key",
 			file: "api:\n  listen: :1\n  listn: :2\n",
-			want: []string{"switchback.yaml:3: api.listn: unknown field; known fields here are listen, maxBodyBytes, maxWait"},
+			want: []string{"switchback.yaml:3: api.listn: unknown field; known fields here are authFailureLimit, idleTimeout, listen, maxBodyBytes, maxConnections, maxHeaderBytes, maxWait, readBodyTimeout, readHeaderTimeout, writeTimeout"},
 		},
 		{
 			name: "key in the wrong case",
@@ -428,6 +443,14 @@ func TestEnvVars(t *testing.T) {
 		"SWITCHBACK_API_LISTEN",
 		"SWITCHBACK_API_MAXBODYBYTES",
 		"SWITCHBACK_API_MAXWAIT",
+		"SWITCHBACK_API_READHEADERTIMEOUT",
+		"SWITCHBACK_API_READBODYTIMEOUT",
+		"SWITCHBACK_API_WRITETIMEOUT",
+		"SWITCHBACK_API_IDLETIMEOUT",
+		"SWITCHBACK_API_MAXHEADERBYTES",
+		"SWITCHBACK_API_MAXCONNECTIONS",
+		"SWITCHBACK_API_AUTHFAILURELIMIT_REQUESTSPERSECOND",
+		"SWITCHBACK_API_AUTHFAILURELIMIT_BURST",
 		"SWITCHBACK_STORE_DRIVER",
 		"SWITCHBACK_STORE_DSN",
 		"SWITCHBACK_POOL_QUARANTINE",
@@ -447,7 +470,7 @@ func TestEnvVars(t *testing.T) {
 		"SWITCHBACK_SIP_NONCETTL",
 		"SWITCHBACK_SIP_MAXPENDINGINVITES",
 		"SWITCHBACK_SIP_REFERTIMEOUT",
-		"SWITCHBACK_SIP_RETURNTIMEOUT",
+		"SWITCHBACK_SIP_RETURNTIMEOUT", "SWITCHBACK_SHUTDOWN_DRAINTIMEOUT",
 		"SWITCHBACK_LOG_LEVEL",
 		"SWITCHBACK_LOG_FORMAT",
 	}

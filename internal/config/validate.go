@@ -22,6 +22,10 @@ import (
 // ordinary create request with an input context would not fit.
 const minMaxBodyBytes = 1024
 
+// minMaxHeaderBytes is the smallest api.maxHeaderBytes accepted: the API's
+// own headers with a load balancer's additions need a few KiB.
+const minMaxHeaderBytes = 4096
+
 // Validate reports every problem of c at once, joined with errors.Join, so a
 // user fixes them all in one go. Each names its field by its YAML path, as in
 // "tenants[1].phoneNumberTTL: must be positive".
@@ -37,6 +41,9 @@ func (c Config) Validate() error {
 	}
 	if d := c.Expiry.MaxCallDuration.Duration(); d < 0 || d > 0 && d < time.Minute {
 		p.add("expiry.maxCallDuration", "must be 0 (never) or at least 1m, got %v", d)
+	}
+	if c.Shutdown.DrainTimeout < 0 {
+		p.add("shutdown.drainTimeout", "must be 0 (end calls at once) or positive, got %v", c.Shutdown.DrainTimeout)
 	}
 	c.validateSIP(&p)
 	switch c.Log.Level {
@@ -76,6 +83,30 @@ func (c Config) validateAPI(p *problems) {
 	}
 	if c.API.MaxWait <= 0 {
 		p.add("api.maxWait", "must be positive")
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{
+		{"api.readHeaderTimeout", c.API.ReadHeaderTimeout},
+		{"api.readBodyTimeout", c.API.ReadBodyTimeout},
+		{"api.writeTimeout", c.API.WriteTimeout},
+		{"api.idleTimeout", c.API.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			p.add(d.path, "must be positive")
+		}
+	}
+	if c.API.MaxHeaderBytes < minMaxHeaderBytes {
+		p.add("api.maxHeaderBytes", "must be at least %d, got %d", minMaxHeaderBytes, c.API.MaxHeaderBytes)
+	}
+	if c.API.MaxConnections < 1 {
+		p.add("api.maxConnections", "must be at least 1, got %d", c.API.MaxConnections)
+	}
+	if l := c.API.AuthFailureLimit; l.RequestsPerSecond < 0 || math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0) {
+		p.add("api.authFailureLimit.requestsPerSecond", "must be 0 (no limit) or positive, got %v", l.RequestsPerSecond)
+	} else if l.RequestsPerSecond > 0 && l.Burst < 1 {
+		p.add("api.authFailureLimit.burst", "must be at least 1, got %d", l.Burst)
 	}
 }
 
@@ -424,11 +455,56 @@ func validateAgents(p *problems, path string, agents []AgentConfig) {
 		} else {
 			tasks[a.Task] = i
 		}
-		if a.Menu == nil {
-			p.add(apath+".menu", "required: the built-in menu is the only agent for now")
+		switch {
+		case a.Menu != nil && a.WebSocket != nil:
+			p.add(apath, "has both menu and websocket: an agent is of one kind")
+		case a.Menu != nil:
+			validateMenu(p, apath+".menu", a.Menu)
+		case a.WebSocket != nil:
+			if err := a.WebSocket.Check(apath + ".websocket"); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					*p = append(*p, errors.New(line))
+				}
+			}
+		default:
+			p.add(apath, "names no kind of agent: give it a menu or a websocket")
+		}
+	}
+	validateFallbacks(p, path, agents)
+}
+
+// validateFallbacks checks the websocket agents' fallback tasks: each an
+// agent of the tenant, and no chain of fallbacks that comes back to
+// where it started.
+func validateFallbacks(p *problems, path string, agents []AgentConfig) {
+	byTask := make(map[string]int, len(agents))
+	for i, a := range agents {
+		if _, dup := byTask[a.Task]; !dup {
+			byTask[a.Task] = i
+		}
+	}
+	for i, a := range agents {
+		if a.WebSocket == nil || a.WebSocket.Fallback.Task == "" {
 			continue
 		}
-		validateMenu(p, apath+".menu", a.Menu)
+		fpath := fmt.Sprintf("%s[%d].websocket.fallback.task", path, i)
+		seen := map[int]bool{i: true}
+		for at := i; ; {
+			next, ok := byTask[agents[at].WebSocket.Fallback.Task]
+			if !ok {
+				p.add(fpath, "%q is not the task of any of this tenant's agents", agents[at].WebSocket.Fallback.Task)
+				break
+			}
+			if seen[next] {
+				p.add(fpath, "falls back in a circle (to agents[%d])", next)
+				break
+			}
+			seen[next] = true
+			if agents[next].WebSocket == nil || agents[next].WebSocket.Fallback.Task == "" {
+				break
+			}
+			at = next
+		}
 	}
 }
 

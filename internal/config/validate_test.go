@@ -60,6 +60,35 @@ func TestValidate(t *testing.T) {
 			want:   []string{`api.maxWait: must be positive`},
 		},
 		{
+			name: "connection limits zero",
+			mutate: func(c *Config) {
+				c.API.ReadHeaderTimeout, c.API.ReadBodyTimeout, c.API.WriteTimeout, c.API.IdleTimeout = 0, 0, -1, 0
+				c.API.MaxHeaderBytes, c.API.MaxConnections = 4095, 0
+			},
+			want: []string{
+				`api.readHeaderTimeout: must be positive`,
+				`api.readBodyTimeout: must be positive`,
+				`api.writeTimeout: must be positive`,
+				`api.idleTimeout: must be positive`,
+				`api.maxHeaderBytes: must be at least 4096, got 4095`,
+				`api.maxConnections: must be at least 1, got 0`,
+			},
+		},
+		{
+			name:   "auth failure limit off is valid",
+			mutate: func(c *Config) { c.API.AuthFailureLimit = RateLimit{} },
+		},
+		{
+			name:   "auth failure limit negative",
+			mutate: func(c *Config) { c.API.AuthFailureLimit.RequestsPerSecond = -1 },
+			want:   []string{`api.authFailureLimit.requestsPerSecond: must be 0 (no limit) or positive, got -1`},
+		},
+		{
+			name:   "auth failure limit without burst",
+			mutate: func(c *Config) { c.API.AuthFailureLimit.Burst = 0 },
+			want:   []string{`api.authFailureLimit.burst: must be at least 1, got 0`},
+		},
+		{
 			name:   "unknown driver",
 			mutate: func(c *Config) { c.Store.Driver = "mysql" },
 			want:   []string{`store.driver: must be sqlite or postgres, got "mysql"`},

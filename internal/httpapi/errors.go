@@ -3,7 +3,9 @@ package httpapi
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -27,6 +29,10 @@ var statusOf = map[string]struct {
 	switchback.ERATELIMIT:     {http.StatusTooManyRequests, "429-01"},
 	switchback.EEXHAUSTED:     {http.StatusServiceUnavailable, "503-01"},
 	switchback.EUNAVAILABLE:   {http.StatusServiceUnavailable, "503-02"},
+	// A call's own refusals, which no API request meets; were one to, the
+	// client could only retry.
+	switchback.EBUSY:   {http.StatusServiceUnavailable, "503-02"},
+	switchback.EFENCED: {http.StatusServiceUnavailable, "503-02"},
 	// A failure that is not a domain error is the store failing or a bug:
 	// either way the client can only retry, and never sees the details.
 	switchback.EINTERNAL: {http.StatusServiceUnavailable, "503-02"},
@@ -35,8 +41,12 @@ var statusOf = map[string]struct {
 // codeMalformedJSON tells a body that is not JSON at all from a field that is wrong.
 const codeMalformedJSON = "400-01"
 
-// methodNotAllowed is the one error outside the domain table.
-const codeMethodNotAllowed = "405-01"
+// The errors outside the domain table: they are about HTTP, not about
+// call transfers.
+const (
+	codeMethodNotAllowed = "405-01"
+	codeRequestTimeout   = "408-01"
+)
 
 type errorEnvelope struct {
 	Error errorBody `json:"error"`
@@ -66,6 +76,19 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 
 func writeErrorStatus(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	writeJSON(w, status, errorEnvelope{errorBody{RequestID: requestID(r), Code: code, Message: msg}})
+}
+
+// writeBodyReadError answers a request whose body could not be read. The
+// connection cannot carry another request after a body read failed half
+// way, so it is closed.
+func writeBodyReadError(w http.ResponseWriter, r *http.Request, e *bodyReadError) {
+	w.Header().Set("Connection", "close")
+	var ne net.Error
+	if errors.As(e.err, &ne) && ne.Timeout() {
+		writeErrorStatus(w, r, http.StatusRequestTimeout, codeRequestTimeout, "the request body did not arrive in time")
+		return
+	}
+	writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, "the request body could not be read to its end")
 }
 
 func retryAfter(w http.ResponseWriter, seconds int) {

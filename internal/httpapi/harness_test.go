@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/httpapi"
+	"github.com/switchback/switchback/internal/pgtest"
+	"github.com/switchback/switchback/internal/postgres"
 	"github.com/switchback/switchback/internal/sqlite"
 	"github.com/switchback/switchback/internal/transfer"
 )
@@ -24,7 +28,7 @@ import (
 type harness struct {
 	t      *testing.T
 	URL    string
-	Store  *sqlite.DB
+	Store  switchback.Store
 	Svc    *transfer.Service
 	KeyID  string
 	Secret string
@@ -55,12 +59,29 @@ type harnessOptions struct {
 	MaxBodyBytes      int64
 	RealClock         bool
 	TTL               time.Duration
+	// Postgres runs the harness on a fresh PostgreSQL database instead of
+	// SQLite.
+	Postgres bool
+	// Log receives the server's log; nil discards it.
+	Log *slog.Logger
+	// Change, when set, adjusts the API's dependencies before the server
+	// is built.
+	Change func(*httpapi.Deps)
+	// Server, when set, serves the API through httpapi.NewHTTPServer with
+	// these options, as switchback serve does, instead of httptest's.
+	Server *httpapi.ServerOptions
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{Quarantine: 10 * time.Second})
+	var db switchback.Store
+	var err error
+	if o.Postgres {
+		db, err = postgres.Open(ctx, pgtest.NewDatabase(t), postgres.Options{Quarantine: 10 * time.Second})
+	} else {
+		db, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"), sqlite.Options{Quarantine: 10 * time.Second})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,16 +111,19 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	go func() { svc.Run(runCtx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{
-		Store: db, Transfers: svc, Clock: now,
+	deps := httpapi.Deps{
+		Store: db, Transfers: svc, Clock: now, Log: o.Log,
 		Tenant: func(id string) (httpapi.Tenant, bool) {
 			return httpapi.Tenant{RequestsPerSecond: o.RequestsPerSecond, Burst: o.Burst}, tenants[id]
 		},
 		MaxBodyBytes: o.MaxBodyBytes,
 		MaxWait:      time.Minute,
 		KeyCacheTTL:  time.Nanosecond,
-	}))
-	t.Cleanup(srv.Close)
+	}
+	if o.Change != nil {
+		o.Change(&deps)
+	}
+	url := serveAPI(t, httpapi.NewServer(deps), o.Server)
 
 	var ns []switchback.Number
 	for _, n := range []string{"+12025550100", "+12025550101"} {
@@ -108,9 +132,34 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if _, err := db.AddNumbers(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, URL: srv.URL, Store: db, Svc: svc, clock: clock}
+	h := &harness{t: t, URL: url, Store: db, Svc: svc, clock: clock}
 	h.KeyID, h.Secret = h.newKey("acme", switchback.ScopeCallTransfers)
 	return h
+}
+
+// serveAPI serves handler on a loopback port until the test ends, with
+// httptest's server or, given options, the API's own, and returns its URL.
+func serveAPI(t *testing.T, handler http.Handler, o *httpapi.ServerOptions) string {
+	t.Helper()
+	if o == nil {
+		srv := httptest.NewServer(handler)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ln := httpapi.NewHTTPServer(handler, ln, *o)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; err != http.ErrServerClosed {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // newKey stores a key for tenant with the given scopes and returns its

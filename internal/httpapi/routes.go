@@ -20,7 +20,10 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
 	mux.Handle(conversations+"/{id}", methodNotAllowed("GET"))
 
 	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("/healthz", methodNotAllowed("GET"))
 	mux.Handle("GET /readyz", handleReadyz(d))
+	mux.Handle("/readyz", methodNotAllowed("GET"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", methodNotAllowed("GET"))
 	mux.Handle("/", notFound())
 }

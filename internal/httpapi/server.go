@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,13 @@ import (
 
 // Tenant is what the API needs to know of a configured tenant.
 type Tenant struct {
+	RequestsPerSecond float64
+	Burst             int
+}
+
+// RateLimit is a token bucket: RequestsPerSecond on average, in bursts of
+// up to Burst. A RequestsPerSecond of 0 is no limit.
+type RateLimit struct {
 	RequestsPerSecond float64
 	Burst             int
 }
@@ -35,9 +43,22 @@ type Deps struct {
 	MaxWait time.Duration
 	// Registry receives the API's metrics; nil for a private one.
 	Registry *prometheus.Registry
+	// Draining, when set, reports whether the node drains: /readyz then
+	// answers 503, so a load balancer stops sending it work.
+	Draining func() bool
+	// Routes are more handlers, by ServeMux pattern, outside the API's
+	// key authentication: they authenticate their requests themselves
+	// (the Twilio-style REST hang-up of websocket agents).
+	Routes map[string]http.Handler
 	// KeyCacheTTL is how long a looked-up API key is trusted before it is
-	// read again, which bounds how long a revoked key keeps working.
+	// read again, which bounds how long a revoked key keeps working, and
+	// how long a key id the store did not have is taken as unknown, which
+	// bounds how long a key created meanwhile may be refused.
 	KeyCacheTTL time.Duration
+	// AuthFailureLimit is each source address's budget of failed
+	// authentications; past it, a key id this node has not seen in use
+	// is answered 429 instead of being looked up. Zero: no limit.
+	AuthFailureLimit RateLimit
 }
 
 // NewServer returns the API's handler.
@@ -57,7 +78,43 @@ func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	m := newMetrics(d.Registry, d.Store, d.Clock)
 	addRoutes(mux, d, m)
-	return withRequestContext(d.Log, m, mux)
+	// Not the API of api/openapi.yaml: handlers that speak another API
+	// (Twilio's), mounted beside it.
+	for pattern, h := range d.Routes {
+		mux.Handle(pattern, h)
+	}
+	return withRequestContext(d.Log, m, withPlainTarget(mux))
+}
+
+// withPlainTarget answers, in the error envelope, the request targets
+// http.ServeMux would answer with a redirect or plain text: a path that is
+// not in its clean form (dot segments, doubled slashes) is not an endpoint
+// (a redirect would turn a POST into a GET in many clients), "*" is only
+// for OPTIONS, and an HTTP/2 preface is not spoken on this port.
+func withPlainTarget(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.EscapedPath(); {
+		case r.ProtoMajor != 1:
+			w.Header().Set("Connection", "close")
+			writeErrorStatus(w, r, http.StatusHTTPVersionNotSupported, "505-01", "unsupported protocol version: this port speaks HTTP/1.1")
+		case r.RequestURI == "*":
+			writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, "the request target * is only for OPTIONS")
+		case p == "" || p[0] != '/' || cleanPath(p) != p:
+			writeErrorStatus(w, r, http.StatusNotFound, "404-01", "no such endpoint: "+r.RequestURI)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// cleanPath is p as http.ServeMux would clean it: no dot segments, no
+// doubled slashes, the trailing slash kept.
+func cleanPath(p string) string {
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // withRequestContext gives every request an id (echoed as X-Request-Id),

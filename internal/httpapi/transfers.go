@@ -3,8 +3,10 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +23,13 @@ func handleCreate(d Deps) http.Handler {
 		}
 		var req createRequest
 		err := decodeJSON(http.MaxBytesReader(w, r.Body, d.MaxBodyBytes), &req)
-		if m, ok := err.(*malformedJSON); ok {
+		var m *malformedJSON
+		var rerr *bodyReadError
+		if errors.As(err, &m) {
 			writeErrorStatus(w, r, http.StatusBadRequest, codeMalformedJSON, m.msg)
+			return
+		} else if errors.As(err, &rerr) {
+			writeBodyReadError(w, r, rerr)
 			return
 		} else if err != nil {
 			writeError(w, r, d.Log, err)
@@ -53,12 +60,19 @@ func handleCreate(d Deps) http.Handler {
 func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		info(r).transfer = id
 		q, err := query(r)
 		if err != nil {
 			writeError(w, r, d.Log, err)
 			return
 		}
+		// No transfer can have an id a create refuses: such an id is not
+		// found without asking the store, which may not even be able to
+		// compare it (PostgreSQL refuses invalid UTF-8 and NUL).
+		if !switchback.ValidID(id) {
+			writeError(w, r, d.Log, switchback.Errorf(switchback.ENOTFOUND, "call transfer %q not found", id))
+			return
+		}
+		info(r).transfer = id
 		if !q.Has("waitForStatus") {
 			if q.Has("timeout") {
 				writeError(w, r, d.Log, switchback.FieldErrorf("timeout", "is only used with waitForStatus"))
@@ -77,7 +91,7 @@ func handleGet(d Deps) http.Handler {
 			writeError(w, r, d.Log, err)
 			return
 		}
-		timeout, err := parseTimeout(q.Get("timeout"), d.MaxWait)
+		timeout, err := parseTimeout(q.Get("timeout"), q.Has("timeout"), d.MaxWait)
 		if err != nil {
 			writeError(w, r, d.Log, err)
 			return
@@ -124,23 +138,48 @@ func parseStatuses(s string) ([]switchback.Status, error) {
 	return out, nil
 }
 
-// parseTimeout reads a Go duration ("30s", "1500ms") or whole seconds ("30").
-func parseTimeout(s string, limit time.Duration) (time.Duration, error) {
-	if s == "" {
+// timeoutSyntax is the grammar of the timeout parameter, as the OpenAPI
+// document states it: whole seconds, or a Go duration without a sign.
+// time.ParseDuration alone also takes "+5s", "-0s" and ".5s".
+var timeoutSyntax = regexp.MustCompile(`^([0-9]+|([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$`)
+
+// parseTimeout reads a Go duration ("30s", "1500ms") or whole seconds
+// ("30"), from 0 to limit. Numbers too large for a duration are refused,
+// not wrapped around.
+func parseTimeout(s string, given bool, limit time.Duration) (time.Duration, error) {
+	if !given {
 		return min(DefaultWait, limit), nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.Atoi(s)
-		if nerr != nil {
-			return 0, switchback.FieldErrorf("timeout", "%q is not a duration such as 30s or 1500ms", s)
-		}
-		d = time.Duration(n) * time.Second
+	bad := switchback.FieldErrorf("timeout", "must be between 0s and %s, written as a duration such as 30s or 1500ms or as whole seconds", limit)
+	if !timeoutSyntax.MatchString(s) {
+		return 0, bad
 	}
-	if d < 0 || d > limit {
-		return 0, switchback.FieldErrorf("timeout", "must be between 0s and %s", limit)
+	if whole, ok := parseWhole(s); ok {
+		if whole > int64(limit/time.Second) {
+			return 0, bad
+		}
+		return time.Duration(whole) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d > limit {
+		return 0, bad
 	}
 	return d, nil
+}
+
+// parseWhole reads a whole number written with ASCII digits only (no sign,
+// no space, no exponent), which fits an int64.
+func parseWhole(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // listJSON is a page of a listing.
@@ -165,13 +204,19 @@ func handleList(d Deps) http.Handler {
 			return
 		}
 		f := switchback.TransferFilter{TenantID: tenantOf(r), ExternalConversationID: q.Get("externalConversationId"), Limit: DefaultPageSize}
-		if s := q.Get("pageSize"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > MaxPageSize {
+		if f.ExternalConversationID != "" {
+			if err := checkText("externalConversationId", f.ExternalConversationID); err != nil {
+				writeError(w, r, d.Log, err)
+				return
+			}
+		}
+		if q.Has("pageSize") {
+			n, ok := parseWhole(q.Get("pageSize"))
+			if !ok || n < 1 || n > MaxPageSize {
 				writeError(w, r, d.Log, switchback.FieldErrorf("pageSize", "must be a whole number from 1 to %d", MaxPageSize))
 				return
 			}
-			f.Limit = n
+			f.Limit = int(n)
 		}
 		if s := q.Get("pageToken"); s != "" {
 			c, ok := decodeCursor(s)
@@ -198,6 +243,11 @@ func handleList(d Deps) http.Handler {
 	})
 }
 
+// maxCursorMicros is the end of year 9999 in Unix microseconds: no
+// transfer this API returned was created later, and no token holds a time
+// before 1970.
+var maxCursorMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+
 func encodeCursor(created time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(created.UnixMicro(), 10) + ":" + id))
 }
@@ -209,7 +259,7 @@ func decodeCursor(s string) (*switchback.Cursor, bool) {
 	}
 	us, id, ok := strings.Cut(string(b), ":")
 	n, err := strconv.ParseInt(us, 10, 64)
-	if !ok || err != nil || !switchback.ValidID(id) {
+	if !ok || err != nil || !switchback.ValidID(id) || n < 0 || n > maxCursorMicros {
 		return nil, false
 	}
 	return &switchback.Cursor{CreatedAt: time.UnixMicro(n).UTC(), ID: id}, true
@@ -224,6 +274,11 @@ func handleHealthz() http.Handler {
 // handleReadyz reports ready only while the store answers.
 func handleReadyz(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.Draining != nil && d.Draining() {
+			retryAfter(w, 30)
+			writeErrorStatus(w, r, http.StatusServiceUnavailable, "503-03", "this node is draining: its calls finish, it takes no new ones")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := d.Store.Ping(ctx); err != nil {

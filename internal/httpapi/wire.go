@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -139,68 +137,35 @@ const (
 	maxCredentialChars = 256
 )
 
-// decodeJSON reads one JSON object from body into v, refusing unknown
-// fields and trailing data, and turns every failure into an error that
-// names the offending field.
+// decodeJSON reads one JSON object from body into v strictly (see
+// decodeStrict), turning every failure into an error that names the
+// offending field.
 func decodeJSON(body io.Reader, v any) error {
 	data, err := io.ReadAll(body)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return switchback.Errorf(switchback.ETOOLARGE, "request body is larger than %d bytes", tooBig.Limit)
 	} else if err != nil {
-		return switchback.Errorf(switchback.EINVALID, "read request body: %v", err)
+		return &bodyReadError{err}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &malformedJSON{"request body is empty; send a JSON object"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-	case errors.As(err, &syntax):
-		return &malformedJSON{fmt.Sprintf("request body is not valid JSON: %v (at byte %d)", syntax, syntax.Offset)}
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			return &malformedJSON{"request body must be a JSON object"}
-		}
-		return switchback.FieldErrorf(field, "must be %s, not a JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &malformedJSON{"request body is truncated JSON"}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return switchback.FieldErrorf(field, "is not a field of a call transfer request")
-	default:
-		return &malformedJSON{"request body is not valid JSON: " + err.Error()}
-	}
-	if dec.More() {
-		return &malformedJSON{"request body has data after the JSON object"}
-	}
-	if !utf8.Valid(data) {
-		return &malformedJSON{"request body is not valid UTF-8"}
-	}
-	return nil
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "map", "struct", "ptr":
-		return "an object"
-	case "int", "int64", "float64":
-		return "a number"
-	}
-	return "a " + goKind
+	return decodeStrict(data, v, "a call transfer request")
 }
 
 // malformedJSON is a body that is not a JSON object at all (400-01).
 type malformedJSON struct{ msg string }
 
 func (e *malformedJSON) Error() string { return e.msg }
+
+// bodyReadError is a body that could not be read to its end: the client
+// stopped sending it before its deadline, or went away.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "read request body: " + e.err.Error() }
+
+func (e *bodyReadError) Unwrap() error { return e.err }
 
 // transfer validates the request and turns it into a transfer for tenantID.
 // Every error names the field that is wrong.
@@ -211,6 +176,11 @@ func (req *createRequest) transfer(tenantID string) (*switchback.Transfer, error
 	}
 	if !switchback.ValidID(*req.ID) {
 		return nil, switchback.FieldErrorf("id", "must be 1 to %d characters from A-Z a-z 0-9 - . _ ~ (it goes in URLs and SIP headers)", switchback.MaxIDLength)
+	}
+	if *req.ID == "." || *req.ID == ".." {
+		// A dot segment is removed from a URL path (RFC 3986 section
+		// 5.2.4): /call-transfers/.. is not this transfer.
+		return nil, switchback.FieldErrorf("id", "must not be . or .., which are not path segments of their own")
 	}
 	t.ID = *req.ID
 	if req.ExternalConversationID == nil || *req.ExternalConversationID == "" {
@@ -325,9 +295,16 @@ func (r *sipRequest) sip() (*switchback.SIP, error) {
 	return s, nil
 }
 
+// checkText applies the rules of every free-text identifier: at most
+// maxTextLength bytes of valid UTF-8 without control characters. Ids read
+// from a path or a query are checked the same way before they reach a
+// store, so what a create refuses can never be looked up either.
 func checkText(field, s string) error {
 	if len(s) > maxTextLength {
 		return switchback.FieldErrorf(field, "is longer than %d bytes", maxTextLength)
+	}
+	if !utf8.ValidString(s) {
+		return switchback.FieldErrorf(field, "is not valid UTF-8")
 	}
 	for _, r := range s {
 		if r < ' ' || r == 0x7f {

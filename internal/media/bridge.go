@@ -49,13 +49,16 @@ import (
 // does not receive drops what arrives, as always. Direction, codec and
 // address changes (Update, SetDirection) take effect from the next packet.
 //
-// While bridged a Session hands out no audio and no RTP digits (it decodes
-// nothing), and Plays and SendDigits wait until Stop; its Stats, its
-// LastReceived and its inactivity timeout go on.
+// While bridged a Session hands out no RTP digits, and no audio unless
+// the Bridge listens (Listen); its own stream sends nothing (no silence,
+// the relayed packets take its place), its playout queue waits, and Plays
+// and SendDigits wait until Stop; its Stats, its LastReceived and its
+// inactivity timeout go on.
 type Bridge struct {
 	relays        [2]relay // relays[i] takes what leg i receives to leg 1-i
 	digits        chan LegDigit
 	digitsDropped atomic.Uint64
+	listen        atomic.Bool
 	stopOnce      sync.Once
 }
 
@@ -112,8 +115,8 @@ func NewBridge(ctx context.Context, a, b *Session) (*Bridge, error) {
 		return nil, errNotStarted
 	}
 	br := &Bridge{digits: make(chan LegDigit, digitQueue)}
-	br.relays[0] = relay{br: br, leg: 0, to: b}
-	br.relays[1] = relay{br: br, leg: 1, to: a}
+	br.relays[0] = relay{br: br, leg: 0, from: a, to: b}
+	br.relays[1] = relay{br: br, leg: 1, from: b, to: a}
 	if !a.relay.CompareAndSwap(nil, &br.relays[0]) {
 		return nil, ErrBridged
 	}
@@ -134,6 +137,10 @@ func NewBridge(ctx context.Context, a, b *Session) (*Bridge, error) {
 		b.relay.Store(nil)
 		return nil, err
 	}
+	// The pacer stops filling the legs' slots: the relays send on their
+	// streams from now on.
+	a.holdForBridge()
+	b.holdForBridge()
 	for i := range br.relays {
 		r := &br.relays[i]
 		r.mu.Lock()
@@ -162,21 +169,22 @@ func (s *Session) takeTurn(ctx context.Context) error {
 
 // Stop ends the relaying. Once it returns no packet is relayed any more,
 // Digits is closed, and each Session is back with the agent: it hands out
-// audio and digits again, and Plays go on with its stream (the same SSRC,
-// the next sequence number, a clock running on from the last relayed
-// packet, a new talkspurt). Stop may come before or after the Sessions
-// are closed, more than once, and while packets arrive. A Bridge has no
-// goroutine of its own: closing both Sessions without Stop leaks nothing.
+// audio and digits again, and its continuous stream resumes (the same
+// SSRC, the next sequence number, a clock running on from the last
+// relayed packet, a new talkspurt) with what its playout queue holds, or
+// silence. Stop may come before or after the Sessions are closed, more
+// than once, and while packets arrive. A Bridge has no goroutine of its
+// own: closing both Sessions without Stop leaks nothing.
 func (br *Bridge) Stop() {
 	br.stopOnce.Do(func() {
 		for i := range br.relays {
 			r := &br.relays[i]
 			r.mu.Lock()
 			r.state = stopped
-			// The agent's next packet starts a talkspurt.
-			r.to.out.next = time.Time{}
-			r.to.out.silent = true
 			r.mu.Unlock()
+			// The stream is the pacer's again; its next packet starts a
+			// talkspurt.
+			r.to.resumeFromBridge()
 		}
 		for i := range br.relays {
 			r := &br.relays[i]
@@ -187,6 +195,13 @@ func (br *Bridge) Stop() {
 		close(br.digits)
 	})
 }
+
+// Listen, while on, has each leg also decode the audio it relays into
+// frames for its own Session's Audio or sink (SetAudioSink), so that an
+// agent keeps hearing both legs of a bridged call: give the legs' sinks
+// one channel and a label each. It is off by default, and a Bridge that
+// does not listen decodes nothing. It takes effect from the next packet.
+func (br *Bridge) Listen(on bool) { br.listen.Store(on) }
 
 // Digits delivers the DTMF digits either leg receives as RFC 4733
 // telephone-events, each press once, whether or not it was relayed.
@@ -222,9 +237,10 @@ const (
 // relay is one direction of a Bridge: the packets one leg receives, sent
 // on from the other leg, to.
 type relay struct {
-	br  *Bridge
-	leg int
-	to  *Session
+	br   *Bridge
+	leg  int
+	from *Session // the leg that receives
+	to   *Session // the leg that sends on
 
 	// mu is held while a packet is relayed, by the receiving leg's
 	// goroutine; Stop takes it to know none is.
@@ -264,13 +280,23 @@ func (r *relay) relay(rx *receiver, p *Params, b []byte, isEvent bool, now time.
 	if !r.based || pkt.SSRC != r.ssrc || int16(seq-r.lastSeq) <= 0 {
 		// The first packet, or a new stream in: its numbering and clock
 		// bear no relation to the last one's. (The receiving Session has
-		// dropped late packets, so one behind the last is a restart.)
+		// dropped late packets, so one behind the last is a restart.) It
+		// goes on from the wall clock, but not before the end of the last
+		// packet sent: the stream's own frame of silence, say.
 		r.based, r.ssrc = true, pkt.SSRC
 		r.seqOff = out.seq - seq
-		r.tsOff = out.tsAt(now) - ts
+		base := out.tsAt(now)
+		if out.sentAny && int32(base-out.end) < 0 {
+			base = out.end
+		}
+		r.tsOff = base - ts
 		r.mark = true
 	}
 	r.lastSeq = seq
+	if !isEvent && r.br.listen.Load() {
+		// Before the payload is transcoded in place.
+		r.from.decodeAudio(rx, p.Codec, pkt.Payload, now)
+	}
 
 	var pt uint8
 	if isEvent {
@@ -341,5 +367,6 @@ func (r *relay) relay(rx *receiver, p *Params, b []byte, isEvent bool, now time.
 	r.mark = false
 	// The leg's clock runs on from here once the agent has it back.
 	out.ts0, out.t0 = outTS, now
+	out.sentAny, out.end = true, outTS+uint32(len(payload)) // a G.711 byte is a sample
 	return true
 }

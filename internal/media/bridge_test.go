@@ -146,7 +146,6 @@ func TestBridgeRelays(t *testing.T) {
 			if len(agent) != 3 {
 				t.Fatalf("%d packets from the agent, want 3", len(agent))
 			}
-			startSeq := g.legs[1].out.seq
 			br := g.bridge()
 
 			for i := range 2 {
@@ -158,17 +157,19 @@ func TestBridgeRelays(t *testing.T) {
 				if len(got) != 10 {
 					t.Fatalf("leg %d → %d: %d packets, want 10", i, other, len(got))
 				}
-				// Leg 0's stream goes on from the agent's last packet; leg
-				// 1's starts where its Session's numbering stood.
-				wantSeq, wantSSRC := startSeq, g.legs[other].out.ssrc
+				// Each leg's stream goes on from its last packet, the
+				// agent's or silence, with a new talkspurt.
+				checkStream(t, got, g.legs[other].out.ssrc, tc.codecs[other].PayloadType(), got[0].SequenceNumber, g.legs[other].LocalAddr())
+				log := g.peers[other].log
+				if markers := checkContinuous(t, log); markers[len(markers)-1] != len(log)-10 {
+					t.Errorf("leg %d → %d: markers on packets %v of %d, want one on the first relayed", i, other, markers, len(log))
+				}
 				if other == 0 {
-					wantSeq, wantSSRC = agent[2].SequenceNumber+1, agent[0].SSRC
 					// The clock ran on from the agent's packets.
 					if d := got[0].Timestamp - agent[2].Timestamp; d < FrameSamples || d > uint32(time.Since(start).Seconds()*SampleRate)+8000 {
 						t.Errorf("first relayed timestamp %d after the agent's last", d)
 					}
 				}
-				checkStream(t, got, wantSSRC, tc.codecs[other].PayloadType(), wantSeq, g.legs[other].LocalAddr())
 				want := transcoded(payload, tc.codecs[i], tc.codecs[other])
 				for k, p := range got {
 					if string(p.Payload) != string(want) {
@@ -439,7 +440,13 @@ func TestBridgeStop(t *testing.T) {
 	if len(played) != 2 {
 		t.Fatalf("%d packets played after Stop, want 2", len(played))
 	}
-	checkStream(t, played, relayed[0].SSRC, 0, relayed[2].SequenceNumber+1, a.LocalAddr())
+	// One stream throughout: the relayed packets, then the stream's own
+	// (silence maybe, and the Play), a new talkspurt.
+	log := g.peers[0].log
+	if markers := checkContinuous(t, log); len(markers) < 2 || log[markers[len(markers)-2]].SequenceNumber != relayed[0].SequenceNumber ||
+		log[markers[len(markers)-1]].SequenceNumber != relayed[2].SequenceNumber+1 {
+		t.Errorf("markers on packets %v of %d: want on the first relayed and the first after Stop", markers, len(log))
+	}
 	if d := played[0].Timestamp - relayed[2].Timestamp; d < FrameSamples || d > SampleRate {
 		t.Errorf("the agent's clock went on %d after the last relayed packet", d)
 	}
@@ -467,7 +474,10 @@ func TestBridgeStop(t *testing.T) {
 	if len(again) != 2 {
 		t.Fatalf("%d packets relayed by the second bridge, want 2", len(again))
 	}
-	checkStream(t, again, relayed[0].SSRC, 0, played[1].SequenceNumber+1, a.LocalAddr())
+	log = g.peers[0].log
+	if markers := checkContinuous(t, log); log[markers[len(markers)-1]].SequenceNumber != again[0].SequenceNumber {
+		t.Errorf("markers on packets %v of %d: want on the first relayed again", markers, len(log))
+	}
 	br2.Stop()
 }
 
@@ -651,6 +661,31 @@ func TestBridgeDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestBridgeListeningDoesNotAllocate: a listening Bridge decodes what it
+// relays into frames the sink keeps; that costs a slab every slabFrames
+// frames, and nothing per packet.
+func TestBridgeListeningDoesNotAllocate(t *testing.T) {
+	g := newBridgeRig(t, [2]Params{params(PCMU, netip.AddrPort{}), params(PCMA, netip.AddrPort{})})
+	const runs = 10 * slabFrames
+	kept := make([][]int16, 0, runs+2)
+	g.legs[0].SetAudioHandler(0, func(f Frame) bool {
+		if len(kept) < cap(kept) {
+			kept = append(kept, f.PCM)
+		}
+		return true
+	})
+	br := g.bridge()
+	br.Listen(true)
+	relayOne := relayLoop(t, g, false)
+	relayOne()
+	if allocs := mallocs(runs, relayOne); allocs > runs/slabFrames+1 {
+		t.Errorf("%d allocations for %d packets relayed and heard, want a slab every %d", allocs, runs, slabFrames)
+	}
+	if st := br.Stats(); st.Legs[0].Relayed != runs+2 || len(kept) != runs+2 {
+		t.Errorf("stats %+v, %d frames heard", st.Legs[0], len(kept))
+	}
+}
+
 // relayLoop returns a function sending one packet from peer 0 and reading
 // it at peer 1, without allocating itself.
 func relayLoop(t testing.TB, g *bridgeRig, event bool) func() {
@@ -702,4 +737,39 @@ func BenchmarkBridgeRelay(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestBridgeHoldsTheQueue checks what a bridged leg does with its playout
+// queue: it leaves the pacer (an idle bridged call costs it nothing), its
+// queued audio waits for Stop and then goes, marked, on the same stream,
+// and a mark with nothing before it is delivered at once.
+func TestBridgeHoldsTheQueue(t *testing.T) {
+	g := newBridgeRig(t, [2]Params{params(PCMU, netip.AddrPort{}), params(PCMU, netip.AddrPort{})})
+	a := g.legs[0]
+	br := g.bridge()
+	for i, s := range g.legs {
+		s.lifeMu.Lock()
+		if s.pace.shard != nil {
+			t.Errorf("leg %d on the pacer's wheel while bridged", i)
+		}
+		s.lifeMu.Unlock()
+	}
+	a.Mark("at once")
+	waitMark(t, a, "at once")
+	a.Enqueue(tone(3*FrameSamples, 500, 5000))
+	a.Mark("after")
+	select {
+	case m := <-a.Marks():
+		t.Fatalf("mark %q while its audio waits for the bridge", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := g.peers[0].read(50 * time.Millisecond); len(got) != 0 {
+		t.Fatalf("%d packets of the queue sent while bridged", len(got))
+	}
+	br.Stop()
+	waitMark(t, a, "after")
+	if got := g.peers[0].read(100 * time.Millisecond); len(got) != 3 {
+		t.Fatalf("%d packets of the queue after Stop, want 3", len(got))
+	}
+	checkContinuous(t, g.peers[0].log)
 }

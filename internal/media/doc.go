@@ -9,6 +9,10 @@
 //     with pion/sdp.
 //   - session.go, ports.go: RFC 3550 RTP and the RFC 3551 audio profile,
 //     with symmetric RTP (RFC 4961) latching for callers behind NAT.
+//   - playout.go, pacer.go: what a Session sends, a continuous stream of
+//     20 ms packets from Start to Close (its playout queue's audio, a
+//     digit's RFC 4733 events, or silence), paced for all Sessions by a
+//     few shared goroutines.
 //   - bridge.go: two Sessions relaying to each other, a back-to-back RTP
 //     session (RFC 7667) with G.711 transcoding, for a call Switchback
 //     stays in the middle of.
@@ -17,6 +21,9 @@
 //
 // All PCM is 8 kHz mono 16-bit linear in 20 ms frames (frame.go). The
 // media path never blocks and never allocates per packet: a Session reuses
-// its buffers, drops (and counts) what its readers do not take in time,
-// and paces what it sends against absolute deadlines.
+// its send and receive buffers, hands out received frames carved from
+// slabs it allocates every 50 frames, queues audio to send in pooled
+// blocks, bounds every queue and drops (and counts) what does not fit or
+// is not taken in time, and paces what it sends against absolute
+// deadlines.
 package media

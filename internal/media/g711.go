@@ -13,6 +13,8 @@ var (
 	alawDecode [256]int16
 	ulawToAlaw [256]byte
 	alawToUlaw [256]byte
+	// A frame of silence, in each law.
+	ulawSilence, alawSilence [FrameSamples]byte
 )
 
 func init() {
@@ -29,6 +31,9 @@ func init() {
 	for i := range 256 {
 		ulawToAlaw[i] = LinearToALaw(ulawDecode[i])
 		alawToUlaw[i] = LinearToULaw(alawDecode[i])
+	}
+	for i := range FrameSamples {
+		ulawSilence[i], alawSilence[i] = LinearToULaw(0), LinearToALaw(0)
 	}
 }
 
@@ -227,6 +232,15 @@ func (c Codec) Encode(dst []byte, src []int16) int {
 		return EncodeALaw(dst, src)
 	}
 	return EncodeULaw(dst, src)
+}
+
+// silence returns a frame of the codec's silence: linear 0 encoded, 0xFF
+// in µ-law and 0xD5 in A-law (ITU-T G.711 Tables 1 and 2).
+func (c Codec) silence() *[FrameSamples]byte {
+	if c == PCMA {
+		return &alawSilence
+	}
+	return &ulawSilence
 }
 
 // Decode decodes src into dst with the codec; see DecodeULaw.

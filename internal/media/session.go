@@ -1,9 +1,7 @@
 package media
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -17,27 +15,40 @@ import (
 // Session is one call leg's RTP stream (RFC 3550) of G.711 audio and
 // RFC 4733 telephone-events, over a UDP socket of its own.
 //
-// Sending: Play paces 20 ms packets against absolute deadlines (a packet
-// late by a few milliseconds does not delay the ones after it), numbers
-// them from a random start, stamps them at 160 per packet on a clock that
-// keeps running through silence, and marks the first packet of each
-// talkspurt (RFC 3551 §4.1). Between Plays it sends nothing: no comfort
-// noise, which G.711 peers do not need (RFC 3551 §4.1 lets a sender stop
-// in silence) and which would cost a packet every 20 ms for every idle
-// call.
+// Sending: from Start to Close the Session sends one packet every 20 ms
+// while its direction sends and no Bridge holds its stream: the next frame
+// of its playout queue (Enqueue, Play), the next packet of a digit
+// (SendDigit), or a frame of silence in the negotiated codec when nothing
+// is queued. Telephony peers expect such a steady stream: SBCs hang up
+// calls whose RTP stops, and NAT bindings expire. The slots are paced
+// against absolute deadlines by a pacer shared by all Sessions (a packet
+// late by a few milliseconds does not delay the ones after it). The
+// stream has one SSRC for the Session's life, sequence numbers that go up
+// by one a packet sent from a random start, and timestamps that go up by
+// 160 a slot on a clock that keeps running while nothing is sent (RFC 3550
+// §5.1). Silence frames are packets like any other, so audio after them
+// continues the talkspurt: the marker bit is set only on the first packet
+// after slots that sent nothing (RFC 3551 §4.1: after Start, a hold, a
+// Bridge, a stall of the process), and on the first packet of each digit
+// (RFC 4733 §2.5.1.2).
 //
 // Receiving: packets are read into one buffer, parsed into one reused
-// rtp.Packet, decoded into a ring of frames and handed out on Audio, all
-// without allocating. There is no jitter buffer: a packet that arrives
-// after a later one is dropped and counted (the agent listens, it does
-// not record). Telephone-events become digits on Digits. The Session
-// sends to the address in the peer's SDP until the first valid packet
-// arrives, then to wherever that came from and takes packets only from
-// there (symmetric RTP, RFC 4961, which is how a caller behind NAT is
-// reached).
+// rtp.Packet, and decoded into 20 ms frames that become the receiver's
+// own: they are carved out of slabs of 50 frames, a new slab when one is
+// used up, so a frame is never written again once handed out and
+// receiving does not allocate per packet. Frames go on Audio, or to the
+// sink the owner set (SetAudioSink, SetAudioHandler). There is no jitter
+// buffer: a packet that arrives after a later one is dropped and counted
+// (the agent listens, it does not record). Telephone-events become digits
+// on Digits. The Session sends to the address in the peer's SDP until the
+// first valid packet arrives, then to wherever that came from and takes
+// packets only from there (symmetric RTP, RFC 4961, which is how a caller
+// behind NAT is reached).
 //
 // Bridged (see Bridge), a Session relays what it receives to the other
-// leg instead of decoding it, and sends what the other leg relays to it.
+// leg instead of decoding it (unless the Bridge listens), and sends what
+// the other leg relays to it; its playout queue waits until the Bridge
+// stops.
 //
 // Time is the wall clock, not an injected one: pacing is real time
 // against a real socket.
@@ -46,6 +57,9 @@ type Session struct {
 	// has arrived for that long while the direction receives: the peer
 	// is gone without a BYE. Set it before Start.
 	InactivityTimeout time.Duration
+	// PlayoutLimit is the most audio Enqueue queues ahead of real time;
+	// zero means DefaultPlayoutLimit. Set it before the first Enqueue.
+	PlayoutLimit time.Duration
 
 	conn  *net.UDPConn
 	rtcp  *net.UDPConn // held, never read; nil for a system-picked port
@@ -58,15 +72,17 @@ type Session struct {
 	latchID  atomic.Uint64                  // bumped when the SDP names a new remote: latch again
 
 	audio    chan []int16
+	sink     atomic.Pointer[audioSink] // where frames go instead of audio
 	digits   chan rune
 	inactive chan struct{}
 	dedupe   digitDedupe
 
-	reqs  chan sendRequest
-	done  chan error
-	abort chan struct{}
-	turn  chan struct{} // held by the one Play or SendDigit under way, or by a Bridge
-	out   stream        // what the turn's holder sends on
+	turn chan struct{} // held by the one Play or SendDigit under way, or by a Bridge
+	po   playout       // the queue and the stream's slots
+	pace paceSlot      // where the pacer holds the Session; set under lifeMu
+	// out is the stream sent: by the pacer under po.mu while the Session
+	// is on its wheel, or by a Bridge while it is not.
+	out stream
 
 	// relay, while the Session is one leg of a Bridge, takes the packets
 	// it receives and sends them on from the other leg.
@@ -82,6 +98,7 @@ type Session struct {
 
 	stats struct {
 		sent, received, dropped, late, lost, ignored, sendLate, ssrcChanges atomic.Uint64
+		silence, overflow                                                   atomic.Uint64
 	}
 }
 
@@ -92,7 +109,7 @@ type Stats struct {
 	// PacketsReceived counts RTP packets taken from the peer.
 	PacketsReceived uint64
 	// Dropped counts 20 ms frames and digits thrown away because their
-	// reader did not keep up.
+	// reader (or sink) did not keep up.
 	Dropped uint64
 	// PacketsLate counts packets dropped for arriving after a later one,
 	// or twice.
@@ -108,9 +125,16 @@ type Stats struct {
 	// SSRCChanges counts the times the peer's stream changed its SSRC
 	// (a transfer or a media server switching sources, typically).
 	SSRCChanges uint64
+	// SilenceSent counts the packets of silence sent, among PacketsSent,
+	// because nothing was queued.
+	SilenceSent uint64
+	// PlayoutOverflow counts the 20 ms frames of audio Enqueue dropped
+	// because the playout queue was full.
+	PlayoutOverflow uint64
 }
 
-// ErrClosed is what Play and SendDigit return once the Session is closed.
+// ErrClosed is what Play, SendDigit, Enqueue and Mark return once the
+// Session is closed.
 var ErrClosed = errors.New("rtp: session closed")
 
 var (
@@ -124,9 +148,9 @@ const (
 	maxDatagram = 1500
 	// audioQueue is how many 20 ms frames Audio buffers (320 ms).
 	audioQueue = 16
-	// audioRing is how many frame buffers the receiver cycles through:
-	// the queue, the one being filled, and two the reader may still hold.
-	audioRing = audioQueue + 3
+	// slabFrames is how many frames a slab of received audio holds: the
+	// receiver allocates once every slabFrames frames handed out.
+	slabFrames = 50
 	// digitQueue is how many digits Digits buffers.
 	digitQueue = 32
 	// rtpHeaderSize is the fixed header Switchback sends (RFC 3550 §5.1:
@@ -136,12 +160,9 @@ const (
 	// packet may be and still count as late rather than as a peer that
 	// restarted its numbering (RFC 3550 Appendix A.1 uses 100).
 	maxMisorder = 100
-	// talkspurtGap is how long after a talkspurt's last frame the next
-	// Play may start and still continue it, without a marker.
-	talkspurtGap = frameDuration
 	// resyncLag is how far behind its deadline the sender may fall
 	// (the process stalled) before it stops catching up in a burst and
-	// starts afresh from now.
+	// skips the slots missed.
 	resyncLag = 200 * time.Millisecond
 	// relatchAfter is how long the latched source must have been quiet
 	// before another may take its place.
@@ -156,9 +177,6 @@ func newSession(conn, rtcp *net.UDPConn) *Session {
 		audio:    make(chan []int16, audioQueue),
 		digits:   make(chan rune, digitQueue),
 		inactive: make(chan struct{}),
-		reqs:     make(chan sendRequest),
-		done:     make(chan error, 1),
-		abort:    make(chan struct{}, 1),
 		turn:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		out:      newStream(),
@@ -185,8 +203,8 @@ func (s *Session) Start(p Params) error {
 	}
 	s.setParams(p)
 	s.started.Store(true)
-	s.wg.Add(2)
-	go s.sendLoop()
+	sharedPacer.join(s)
+	s.wg.Add(1)
 	go s.receiveLoop()
 	if s.InactivityTimeout > 0 {
 		s.wg.Add(1)
@@ -232,10 +250,10 @@ func (s *Session) Remote() netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// Audio delivers the peer's audio as 20 ms frames of 8 kHz linear PCM.
-// Frames not taken in time are dropped and counted. A frame stays valid
-// until two more have been taken: copy it to keep it longer. The channel
-// is closed by Close.
+// Audio delivers the peer's audio as 20 ms frames of 8 kHz linear PCM,
+// unless a sink was set (SetAudioSink, SetAudioHandler). Each frame is the
+// reader's own: the Session never writes it again. Frames not taken in
+// time are dropped and counted. The channel is closed by Close.
 func (s *Session) Audio() <-chan []int16 { return s.audio }
 
 // Digits delivers the peer's DTMF digits, from RFC 4733 events and from
@@ -265,12 +283,62 @@ func (s *Session) Stats() Stats {
 		PacketsIgnored:  s.stats.ignored.Load(),
 		SendLate:        s.stats.sendLate.Load(),
 		SSRCChanges:     s.stats.ssrcChanges.Load(),
+		SilenceSent:     s.stats.silence.Load(),
+		PlayoutOverflow: s.stats.overflow.Load(),
 	}
 }
 
-// Close stops the Session's goroutines, releases its ports and closes
-// Audio. A Play or SendDigit under way returns ErrClosed. It is safe to
-// call more than once.
+// Frame is 20 ms of audio a Session received, as a sink gets it.
+type Frame struct {
+	// Leg is the label the Session's owner gave with the sink.
+	Leg int
+	// PCM is FrameSamples samples of 8 kHz mono linear PCM, the
+	// receiver's own: the Session never writes it again.
+	PCM []int16
+	// At is when the packet that completed the frame arrived.
+	At time.Time
+}
+
+// audioSink is where a Session's frames go instead of Audio.
+type audioSink struct {
+	leg     int
+	ch      chan<- Frame
+	handler func(Frame) bool
+}
+
+// SetAudioSink sends the Session's frames on ch, labelled leg, instead of
+// on Audio, from the next frame on; a nil ch sends them on Audio again.
+// The send never blocks: a frame ch has no room for is dropped and
+// counted, so give ch a buffer (a few hundred milliseconds of frames).
+// The two legs of a call may share one ch, each with its label. The
+// Session never closes ch.
+func (s *Session) SetAudioSink(ch chan<- Frame, leg int) {
+	if ch == nil {
+		s.sink.Store(nil)
+		return
+	}
+	s.sink.Store(&audioSink{leg: leg, ch: ch})
+}
+
+// SetAudioHandler hands the Session's frames, labelled leg, to handler
+// instead of sending them on Audio, from the next frame on; a nil handler
+// sends them on Audio again. handler runs on the Session's receive
+// goroutine, or while bridged on the relay's path: it must return at
+// once, without calling the Session or its Bridge, reporting whether it
+// took the frame (a frame it did not take is counted as dropped). It lets
+// an owner put frames on a channel of its own type with no goroutine in
+// between.
+func (s *Session) SetAudioHandler(leg int, handler func(Frame) bool) {
+	if handler == nil {
+		s.sink.Store(nil)
+		return
+	}
+	s.sink.Store(&audioSink{leg: leg, handler: handler})
+}
+
+// Close stops the Session's goroutines and its stream, releases its
+// ports, and closes Audio and Marks. A Play or SendDigit under way
+// returns ErrClosed. It is safe to call more than once.
 func (s *Session) Close() error {
 	s.lifeMu.Lock()
 	if s.closed {
@@ -279,12 +347,14 @@ func (s *Session) Close() error {
 	}
 	s.closed = true
 	close(s.closing)
+	started := s.started.Load()
+	sharedPacer.leave(s) // under lifeMu, as a Bridge's leave and join
+	s.lifeMu.Unlock()
+	s.closePlayout()
 	err := s.conn.Close()
 	if s.rtcp != nil {
 		s.rtcp.Close()
 	}
-	started := s.started.Load()
-	s.lifeMu.Unlock()
 	s.wg.Wait()
 	if !started {
 		close(s.audio) // else the receiver closed it on its way out
@@ -292,94 +362,22 @@ func (s *Session) Close() error {
 	return err
 }
 
-// Play sends pcm, 8 kHz mono linear PCM, as 20 ms packets (the last one
-// padded with silence), and returns once the last has gone, or when ctx
-// ends. Plays queue behind one another; a Play that starts within 20 ms of
-// the previous one's end continues its talkspurt; Plays wait as well while
-// the Session is in a Bridge. While the direction
-// does not send (the peer holds the call), Play takes as long but sends
-// nothing. pcm is read while Play runs and not after.
-func (s *Session) Play(ctx context.Context, pcm []int16) error {
-	if len(pcm) == 0 {
-		return nil
-	}
-	return s.submit(ctx, sendRequest{pcm: pcm})
-}
-
-// SendDigit sends digit as RFC 4733 telephone-events lasting d (see
-// DTMFEvents), and returns once the last end packet has gone, or when ctx
-// ends. It is an error if telephone-events were not negotiated.
-func (s *Session) SendDigit(ctx context.Context, digit rune, d time.Duration) error {
-	code, ok := DigitEvent(digit)
-	if !ok {
-		return fmt.Errorf("rtp: %q is not a DTMF digit", digit)
-	}
-	if p := s.params.Load(); p == nil || !p.DTMF {
-		return errors.New("rtp: telephone-event was not negotiated")
-	}
-	return s.submit(ctx, sendRequest{digit: true, event: code, frames: dtmfFrames(d)})
-}
-
-// sendRequest is one Play or SendDigit for the sender.
-type sendRequest struct {
-	pcm    []int16
-	digit  bool
-	event  uint8
-	frames int
-}
-
-// submit hands req to the sender and waits for it to be sent. The sender
-// reads req.pcm in place, so submit returns only once the sender is done
-// with it, even when ctx ends first.
-func (s *Session) submit(ctx context.Context, req sendRequest) error {
-	if !s.started.Load() {
-		return errNotStarted
-	}
-	select { // wait for our turn, behind the Plays queued before
-	case s.turn <- struct{}{}:
-		defer func() { <-s.turn }()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closing:
-		return ErrClosed
-	}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closing:
-		return ErrClosed
-	}
-	select {
-	case err := <-s.done:
-		return err
-	case <-ctx.Done():
-		s.abort <- struct{}{} // room for it: only the turn's holder sends
-		<-s.done
-		select { // the sender may have finished without seeing it
-		case <-s.abort:
-		default:
-		}
-		return ctx.Err()
-	}
-}
-
-// sender is the send goroutine's buffers.
+// sender is a pacer goroutine's buffers, used for one packet at a time.
 type sender struct {
 	hdr rtp.Header
 	buf [rtpHeaderSize + maxDatagram]byte
 	pad [FrameSamples]int16
 }
 
-func (s *Session) newSender() *sender {
+func newSender() *sender {
 	return &sender{hdr: rtp.Header{Version: 2}}
 }
 
 // stream is the RTP stream a Session sends: one SSRC for the Session's
 // life, and sequence numbers and a clock that run on from one sender to
-// the next. It has one sender at a time, whoever holds the Session's turn:
-// the send goroutine serving a Play or SendDigit, or a Bridge relaying the
-// other leg's packets. The far end sees one stream either way.
+// the next. It has one sender at a time: the pacer filling the Session's
+// slots, or a Bridge relaying the other leg's packets. The far end sees
+// one stream either way.
 type stream struct {
 	ssrc uint32
 	seq  uint16 // the next packet's
@@ -388,9 +386,10 @@ type stream struct {
 	// through silence as well (RFC 3550 §5.1).
 	ts0 uint32
 	t0  time.Time
-	// next is the deadline after the last packet's: where a talkspurt
-	// goes on.
-	next time.Time
+	// end is the timestamp where the audio of the last packet sent ends,
+	// once sentAny: the next packet may not start before it.
+	end     uint32
+	sentAny bool
 	// silent is set when the last slot sent nothing, so the next packet
 	// starts a talkspurt.
 	silent bool
@@ -410,113 +409,43 @@ func (st *stream) tsAt(t time.Time) uint32 {
 	return st.ts0 + uint32(t.Sub(st.t0).Microseconds()*SampleRate/1e6)
 }
 
-func (s *Session) sendLoop() {
-	defer s.wg.Done()
-	tx := s.newSender()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case req := <-s.reqs:
-			s.done <- s.serve(tx, timer, req)
-		}
-	}
-}
-
-// serve sends one request's packets, one per 20 ms slot.
-func (s *Session) serve(tx *sender, timer *time.Timer, req sendRequest) error {
-	out := &s.out
-	now := time.Now()
-	if out.next.IsZero() || now.Sub(out.next) > talkspurtGap {
-		out.next = now
-		out.silent = true
-	}
-	n := (len(req.pcm) + FrameSamples - 1) / FrameSamples
-	var eventTS uint32
-	if req.digit {
-		n = req.frames + 2 // updates, then three end packets
-		eventTS = out.tsAt(out.next)
-	}
-	for i := range n {
-		deadline := out.next
-		if err := s.waitUntil(timer, deadline); err != nil {
-			return err
-		}
-		if lag := time.Since(deadline); lag > frameDuration {
-			s.stats.sendLate.Add(1)
-			if lag > resyncLag {
-				deadline = time.Now()
-			}
-		}
-		out.next = deadline.Add(frameDuration)
-		if req.digit {
-			e := dtmfPacket(req.event, req.frames, i)
-			s.writeEvent(tx, e, eventTS, i == 0)
-			continue
-		}
-		frame := req.pcm[i*FrameSamples : min((i+1)*FrameSamples, len(req.pcm))]
-		s.writeAudio(tx, frame, deadline)
-	}
-	return nil
-}
-
-// waitUntil sleeps until deadline, or returns early if the Session closes
-// or the request is aborted.
-func (s *Session) waitUntil(timer *time.Timer, deadline time.Time) error {
-	d := time.Until(deadline)
-	if d <= 0 {
-		select {
-		case <-s.closing:
-			return ErrClosed
-		case <-s.abort:
-			return errAborted
-		default:
-			return nil
-		}
-	}
-	timer.Reset(d)
-	select {
-	case <-timer.C:
-		return nil
-	case <-s.closing:
-		timer.Stop()
-		return ErrClosed
-	case <-s.abort:
-		timer.Stop()
-		return errAborted
-	}
-}
-
-// writeAudio sends one frame of audio played out at deadline; a short
-// frame is padded with silence.
-func (s *Session) writeAudio(tx *sender, frame []int16, deadline time.Time) {
-	if len(frame) < FrameSamples {
-		n := copy(tx.pad[:], frame)
-		clear(tx.pad[n:])
-		frame = tx.pad[:]
-	}
+// writeAudio sends one frame of audio, with timestamp ts, and reports
+// whether it went.
+func (s *Session) writeAudio(tx *sender, frame []int16, ts uint32) bool {
 	p := s.params.Load()
 	n := p.Codec.Encode(tx.buf[rtpHeaderSize:], frame)
-	s.writePacket(tx, p.PayloadType, s.out.tsAt(deadline), s.out.silent, n)
+	return s.writePacket(tx, p.PayloadType, ts, s.out.silent, n)
 }
 
-// writeEvent sends one telephone-event packet (RFC 4733 §2.5.1).
-func (s *Session) writeEvent(tx *sender, e DTMFEvent, ts uint32, marker bool) {
+// writeSilence sends one frame of silence in the negotiated codec, with
+// timestamp ts, and reports whether it went.
+func (s *Session) writeSilence(tx *sender, ts uint32) bool {
+	p := s.params.Load()
+	copy(tx.buf[rtpHeaderSize:rtpHeaderSize+FrameSamples], p.Codec.silence()[:])
+	if !s.writePacket(tx, p.PayloadType, ts, s.out.silent, FrameSamples) {
+		return false
+	}
+	s.stats.silence.Add(1)
+	return true
+}
+
+// writeEvent sends one telephone-event packet (RFC 4733 §2.5.1), and
+// reports whether it went.
+func (s *Session) writeEvent(tx *sender, e DTMFEvent, ts uint32, marker bool) bool {
 	p := s.params.Load()
 	n := e.MarshalTo(tx.buf[rtpHeaderSize:])
-	s.writePacket(tx, p.DTMFPayloadType, ts, marker, n)
+	return s.writePacket(tx, p.DTMFPayloadType, ts, marker, n)
 }
 
 // writePacket puts the RTP header before the n payload bytes in tx.buf
 // and sends the packet, if the direction sends and there is somewhere to
-// send it. Only sent packets take a sequence number.
-func (s *Session) writePacket(tx *sender, pt uint8, ts uint32, marker bool, n int) {
+// send it, and reports whether it did. Only sent packets take a sequence
+// number.
+func (s *Session) writePacket(tx *sender, pt uint8, ts uint32, marker bool, n int) bool {
 	remote := s.remote.Load()
 	if !Direction(s.dir.Load()).Sends() || !reachable(remote) {
 		s.out.silent = true
-		return
+		return false
 	}
 	tx.hdr.PayloadType = pt
 	tx.hdr.SequenceNumber = s.out.seq
@@ -524,13 +453,15 @@ func (s *Session) writePacket(tx *sender, pt uint8, ts uint32, marker bool, n in
 	tx.hdr.SSRC = s.out.ssrc
 	tx.hdr.Marker = marker
 	if _, err := tx.hdr.MarshalTo(tx.buf[:rtpHeaderSize]); err != nil {
-		return
+		return false
 	}
 	s.out.seq++
 	s.out.silent = false
-	if _, err := s.conn.WriteToUDPAddrPort(tx.buf[:rtpHeaderSize+n], *remote); err == nil {
-		s.stats.sent.Add(1)
+	if _, err := s.conn.WriteToUDPAddrPort(tx.buf[:rtpHeaderSize+n], *remote); err != nil {
+		return false
 	}
+	s.stats.sent.Add(1)
+	return true
 }
 
 // reachable reports whether remote is somewhere packets can go: not
@@ -548,9 +479,14 @@ type receiver struct {
 	hasSSRC bool
 	maxSeq  uint16
 	dtmf    DTMFDetector
-	frames  [audioRing][FrameSamples]int16
-	next    int // the frame being filled
-	fill    int // samples in it
+	// frame is the frame being filled, fill samples of it so far; slab
+	// is what is left of the slab frames are carved from. A frame handed
+	// out is never written again: the next comes from the slab, and a new
+	// slab is allocated when it runs out, the old one collected once its
+	// frames are.
+	frame []int16
+	fill  int
+	slab  []int16
 }
 
 func newReceiver() *receiver {
@@ -657,23 +593,56 @@ func (s *Session) receive(rx *receiver, b []byte, from netip.AddrPort, now time.
 		}
 		return
 	}
-	payload := rx.pkt.Payload
+	s.decodeAudio(rx, p.Codec, rx.pkt.Payload, now)
+}
+
+// decodeAudio decodes payload, in codec, into 20 ms frames for Audio or
+// the sink. It is on the per-packet path: it allocates only a new slab,
+// once every slabFrames frames handed out.
+func (s *Session) decodeAudio(rx *receiver, codec Codec, payload []byte, now time.Time) {
 	for len(payload) > 0 {
-		frame := &rx.frames[rx.next]
-		n := p.Codec.Decode(frame[rx.fill:], payload)
+		if rx.frame == nil {
+			if len(rx.slab) < FrameSamples {
+				rx.slab = make([]int16, slabFrames*FrameSamples)
+			}
+			rx.frame, rx.slab = rx.slab[:FrameSamples:FrameSamples], rx.slab[FrameSamples:]
+		}
+		n := codec.Decode(rx.frame[rx.fill:], payload)
 		payload = payload[n:]
 		rx.fill += n
 		if rx.fill < FrameSamples {
 			break
 		}
 		rx.fill = 0
-		select {
-		case s.audio <- frame[:]:
-			rx.next = (rx.next + 1) % audioRing
-		default:
-			s.stats.dropped.Add(1)
+		if s.deliverFrame(rx.frame, now) {
+			rx.frame = nil // the receiver's now; a frame dropped is filled again
 		}
 	}
+}
+
+// deliverFrame hands frame to the sink, or to Audio, without waiting,
+// and reports whether it was taken.
+func (s *Session) deliverFrame(frame []int16, now time.Time) bool {
+	ok := false
+	if sk := s.sink.Load(); sk == nil {
+		select {
+		case s.audio <- frame:
+			ok = true
+		default:
+		}
+	} else if sk.handler != nil {
+		ok = sk.handler(Frame{Leg: sk.leg, PCM: frame, At: now})
+	} else {
+		select {
+		case sk.ch <- Frame{Leg: sk.leg, PCM: frame, At: now}:
+			ok = true
+		default:
+		}
+	}
+	if !ok {
+		s.stats.dropped.Add(1)
+	}
+	return ok
 }
 
 // InfoDigit delivers a digit the peer sent in a SIP INFO (see

@@ -70,7 +70,7 @@ func decodeReturnResult(s string) (*switchback.ReturnResult, error) {
 }
 
 // SetReturnResult records how a completed transfer's hand-back went.
-func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult) error {
+func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult, by switchback.NodeLease, now time.Time) error {
 	if r == nil {
 		return switchback.Errorf(switchback.EINVALID, "no return result for call transfer %s", id)
 	}
@@ -78,22 +78,20 @@ func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switc
 	if err != nil {
 		return fmt.Errorf("set return result: %w", err)
 	}
-	_, err = setReturnResult(ctx, db.pool, tenantID, id, result)
+	_, err = setReturnResult(ctx, db.pool, tenantID, id, result, by)
 	return err
 }
 
-// setReturnResult records an encoded result on a COMPLETED transfer.
-func setReturnResult(ctx context.Context, q querier, tenantID, id, result string) (*switchback.Transfer, error) {
+// setReturnResult records an encoded result on a COMPLETED transfer, in one
+// statement fenced by by.
+func setReturnResult(ctx context.Context, q querier, tenantID, id, result string, by switchback.NodeLease) (*switchback.Transfer, error) {
 	t, err := scanTransfer(q.QueryRow(ctx, `
 		UPDATE transfers SET return_result = $3
-		WHERE tenant_id = $1 AND id = $2 AND status = 'COMPLETED'
-		RETURNING `+transferColumns, tenantID, id, result))
+		WHERE tenant_id = $1 AND id = $2 AND status = 'COMPLETED' AND `+ownedBy("$4", "$5")+`
+		RETURNING `+transferColumns, tenantID, id, result, by.Node, by.Epoch))
 	if notFound(err) {
-		exists, err := transferExists(ctx, q, tenantID, id)
-		if err != nil {
-			return nil, fmt.Errorf("set return result: %w", err)
-		} else if !exists {
-			return nil, errTransferNotFound(id)
+		if err := refuseWrite(ctx, q, tenantID, id, switchback.StatusCompleted, by); err != nil {
+			return nil, err
 		}
 		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is not completed", id)
 	} else if err != nil {
@@ -103,7 +101,7 @@ func setReturnResult(ctx context.Context, q querier, tenantID, id, result string
 }
 
 // EndCall writes what a call leaves as it ends, in one transaction.
-func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	var output any
 	var result string
 	var err error
@@ -127,16 +125,20 @@ func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time)
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error
 		if e.Output != nil {
-			if t, err = complete(ctx, tx, e.TenantID, e.ID, output, now); err != nil {
+			if t, err = complete(ctx, tx, e.TenantID, e.ID, output, by, now); err != nil {
 				return err
 			}
 		}
 		if e.Result != nil {
-			if t, err = setReturnResult(ctx, tx, e.TenantID, e.ID, result); err != nil {
+			if t, err = setReturnResult(ctx, tx, e.TenantID, e.ID, result, by); err != nil {
 				return err
 			}
 		}
 		if t == nil {
+			// Only a record: it is fenced by the call's owner all the same.
+			if err := refuseWrite(ctx, tx, e.TenantID, e.ID, "", by); err != nil {
+				return err
+			}
 			t, err = scanTransfer(tx.QueryRow(ctx, `SELECT `+transferColumns+` FROM transfers WHERE tenant_id = $1 AND id = $2`,
 				e.TenantID, e.ID))
 			if notFound(err) {
@@ -232,12 +234,17 @@ func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*s
 // replaces its state when the record has one. The upsert's row lock
 // serializes records of one conversation, so their sequence numbers never
 // collide.
-func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
+func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, by switchback.NodeLease, now time.Time) error {
 	rec, err := encodeRecord(r, now)
 	if err != nil {
 		return err
 	}
-	if err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return record(ctx, tx, rec, now) }); err != nil {
+	if err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := checkLease(ctx, tx, by); err != nil {
+			return err
+		}
+		return record(ctx, tx, rec, now)
+	}); err != nil {
 		return wrap("record conversation", err)
 	}
 	return nil

@@ -52,8 +52,8 @@ func TestOpenMigratesOnceWhenNodesStartTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil || fmt.Sprint(versions) != "[1 2 3 4 5]" {
-		t.Fatalf("schema_migrations = %v, %v; want [1 2 3 4 5]", versions, err)
+	if err != nil || fmt.Sprint(versions) != "[1 2 3 4 5 6 7]" {
+		t.Fatalf("schema_migrations = %v, %v; want [1 2 3 4 5 6 7]", versions, err)
 	}
 }
 
@@ -109,7 +109,7 @@ func TestRetriedCreatesRaceForOneNumber(t *testing.T) {
 		if err != nil || sum[0].Leased != 1 {
 			t.Fatalf("%s: pool %+v %v; want exactly one number leased", id, sum, err)
 		}
-		if _, err := nodes[1].MatchTransfer(ctx, "acme", id, now); err != nil {
+		if _, err := nodes[1].MatchTransfer(ctx, "acme", id, switchback.CallClaim{}, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -211,9 +211,9 @@ func TestManyNodesNeverShareANumber(t *testing.T) {
 					// By then the transfer may have expired and its number
 					// gone to another, even one created after m: the call
 					// belongs to whichever matched.
-					if matched, err := nodes[(w+1)%len(nodes)].MatchNumber(ctx, got.PhoneNumber.TransferNumber, m); err == nil {
+					if matched, err := nodes[(w+1)%len(nodes)].MatchNumber(ctx, got.PhoneNumber.TransferNumber, switchback.CallClaim{}, m); err == nil {
 						out := &switchback.OutputContext{TransferType: switchback.TransferAgent}
-						if _, err := db.CompleteTransfer(ctx, matched.TenantID, matched.ID, out, tick()); err != nil {
+						if _, err := db.CompleteTransfer(ctx, matched.TenantID, matched.ID, out, switchback.NodeLease{}, tick()); err != nil {
 							t.Errorf("complete: %v", err)
 						}
 					} else if c := switchback.ErrorCode(err); c != switchback.ENOTFOUND {

@@ -20,7 +20,7 @@ const transferColumns = `tenant_id, id, external_conversation_id, type, status,
 	input_context, output_context, country, transfer_number,
 	return_uri, return_transfer_type, return_auth_username, return_auth_password,
 	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at,
-	return_result`
+	return_result, owner_node, owner_epoch`
 
 // CreateTransfer stores t as ACTIVE, leasing a number in the same
 // transaction for a PHONE_NUMBER transfer. A retry of an existing id returns
@@ -190,8 +190,8 @@ func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([
 
 // MatchTransfer moves an unexpired ACTIVE transfer to ONGOING and releases
 // its number into quarantine.
-func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
-	t, err := db.match(ctx, now, `tenant_id = $2 AND id = $3`, tenantID, id)
+func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, c switchback.CallClaim, now time.Time) (*switchback.Transfer, error) {
+	t, err := db.match(ctx, c, now, `t.tenant_id = $4 AND t.id = $5`, tenantID, id)
 	if notFound(err) {
 		exists, err := db.transferExists(ctx, tenantID, id)
 		if err != nil {
@@ -207,8 +207,8 @@ func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.T
 }
 
 // MatchNumber matches the unexpired ACTIVE transfer leasing e164.
-func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*switchback.Transfer, error) {
-	t, err := db.match(ctx, now, `transfer_number = $2`, e164)
+func (db *DB) MatchNumber(ctx context.Context, e164 string, c switchback.CallClaim, now time.Time) (*switchback.Transfer, error) {
+	t, err := db.match(ctx, c, now, `t.transfer_number = $4`, e164)
 	if notFound(err) {
 		return nil, switchback.Errorf(switchback.ENOTFOUND, "no active call transfer holds number %s", e164)
 	} else if err != nil {
@@ -217,44 +217,80 @@ func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*swi
 	return t, nil
 }
 
-// match moves the transfer that where selects (its parameters from $2 on)
-// from ACTIVE to ONGOING at now, if unexpired, and releases its number. It
-// returns pgx.ErrNoRows when no transfer made the move, and the live-leg
-// ECONFLICT when another leg of its conversation is ONGOING.
+// match moves the transfer of t that where selects (its parameters from $4
+// on) from ACTIVE to ONGOING at now, if unexpired, records c.Owner as its
+// owner, gives it a call slot under c.MaxCalls (see slots.go) and releases
+// its number. It returns pgx.ErrNoRows when no transfer made the move,
+// EFENCED when c.Owner is no longer current, the live-leg ECONFLICT when
+// another leg of its conversation is ONGOING, and EBUSY when its tenant
+// has no call slot free.
 //
 // Two legs of one conversation may be matched on two nodes at once, and
 // under READ COMMITTED neither would see the other's uncommitted move; so
 // the check and the move run under a transaction-scoped advisory lock on
 // the conversation, which the winner holds until its move is committed.
-func (db *DB) match(ctx context.Context, now time.Time, where string, args ...any) (*switchback.Transfer, error) {
+func (db *DB) match(ctx context.Context, c switchback.CallClaim, now time.Time, where string, args ...any) (*switchback.Transfer, error) {
+	args = append([]any{micros(now), c.Owner.Node, c.Owner.Epoch}, args...)
+	for attempt := 1; ; attempt++ {
+		t, err := db.matchOnce(ctx, c, now, where, args)
+		var lost *slotTakenError
+		if !errors.As(err, &lost) {
+			return t, err
+		} else if attempt == maxSlotAttempts {
+			return nil, switchback.BusyError(lost.tenantID, c.MaxCalls)
+		}
+	}
+}
+
+// matchOnce is one attempt of match, whose args it takes as they are.
+func (db *DB) matchOnce(ctx context.Context, c switchback.CallClaim, now time.Time, where string, args []any) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
-	args = append([]any{micros(now)}, args...)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var tenantID, id, ext string
+		var (
+			live             bool
+			tenantID, id, ex *string
+		)
+		// One row whether or not a transfer is found: the lease first.
 		if err := tx.QueryRow(ctx, `
-			SELECT tenant_id, id, external_conversation_id FROM transfers
-			WHERE `+where+` AND status = 'ACTIVE' AND expires_at > $1`,
-			args...).Scan(&tenantID, &id, &ext); err != nil {
+			SELECT l.live, t.tenant_id, t.id, t.external_conversation_id
+			FROM (SELECT `+leaseLive("$2", "$3")+` AS live) AS l
+			LEFT JOIN transfers AS t ON `+where+` AND t.status = 'ACTIVE' AND t.expires_at > $1`,
+			args...).Scan(&live, &tenantID, &id, &ex); err != nil {
 			return err
 		}
+		if !live {
+			return switchback.LeaseLostError(c.Owner)
+		} else if id == nil {
+			return pgx.ErrNoRows
+		}
+		ext := *ex
 		if ext != "" {
-			if err := lockConversation(ctx, tx, tenantID, ext); err != nil {
+			if err := lockConversation(ctx, tx, *tenantID, ext); err != nil {
 				return err
 			}
-			if live, err := liveLeg(ctx, tx, tenantID, ext, id); err != nil {
+			if live, err := liveLeg(ctx, tx, *tenantID, ext, *id); err != nil {
 				return err
 			} else if live != "" {
 				return switchback.LiveLegError(ext, live)
 			}
 		}
+		var slot *int32 // none without a limit
+		if c.MaxCalls > 0 {
+			s, err := pickCallSlot(ctx, tx, *tenantID, c.MaxCalls)
+			if err != nil {
+				return err
+			}
+			slot = &s
+		}
 		var err error
 		t, err = scanTransfer(tx.QueryRow(ctx, `
-			UPDATE transfers SET status = 'ONGOING', call_received_at = $1, number_released_at = $1
+			UPDATE transfers SET status = 'ONGOING', call_received_at = $1, number_released_at = $1,
+				owner_node = $4, owner_epoch = $5, call_slot = $6
 			WHERE tenant_id = $2 AND id = $3 AND status = 'ACTIVE' AND expires_at > $1
 			RETURNING `+transferColumns,
-			micros(now), tenantID, id))
+			micros(now), *tenantID, *id, c.Owner.Node, c.Owner.Epoch, slot))
 		if err != nil {
-			return err
+			return slotTaken(err, *tenantID)
 		}
 		return db.release(ctx, tx, t, now)
 	})
@@ -263,12 +299,12 @@ func (db *DB) match(ctx context.Context, now time.Time, where string, args ...an
 
 // CompleteTransfer moves an ONGOING transfer to COMPLETED with its output
 // context and erases its return password.
-func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	o, err := encodeJSON(out)
 	if err != nil {
 		return nil, fmt.Errorf("complete transfer: output context: %w", err)
 	}
-	return complete(ctx, db.pool, tenantID, id, o, now)
+	return complete(ctx, db.pool, tenantID, id, o, by, now)
 }
 
 // querier is what the statements of one transfer need: the pool, or a
@@ -278,20 +314,18 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// complete moves a transfer ONGOING→COMPLETED with its encoded output.
-func complete(ctx context.Context, q querier, tenantID, id string, output any, now time.Time) (*switchback.Transfer, error) {
+// complete moves a transfer ONGOING→COMPLETED with its encoded output, in
+// one statement fenced by by (see switchback.Store).
+func complete(ctx context.Context, q querier, tenantID, id string, output any, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	t, err := scanTransfer(q.QueryRow(ctx, `
 		UPDATE transfers SET status = 'COMPLETED', output_context = $3, completed_at = $4,
 			return_auth_password = ''
-		WHERE tenant_id = $1 AND id = $2 AND status = 'ONGOING'
+		WHERE tenant_id = $1 AND id = $2 AND status = 'ONGOING' AND `+ownedBy("$5", "$6")+`
 		RETURNING `+transferColumns,
-		tenantID, id, output, micros(now)))
+		tenantID, id, output, micros(now), by.Node, by.Epoch))
 	if notFound(err) {
-		exists, err := transferExists(ctx, q, tenantID, id)
-		if err != nil {
-			return nil, fmt.Errorf("complete transfer: %w", err)
-		} else if !exists {
-			return nil, errTransferNotFound(id)
+		if err := refuseWrite(ctx, q, tenantID, id, switchback.StatusOngoing, by); err != nil {
+			return nil, err
 		}
 		return nil, switchback.Errorf(switchback.EGONE, "call transfer %s is not ongoing", id)
 	} else if err != nil {
@@ -473,7 +507,7 @@ func scanTransfer(row pgx.Row) (*switchback.Transfer, error) {
 		&in, &out, &country, &number,
 		&uri, &rtt, &user, &pass,
 		&created, &expires, &received, &completed, &t.RequestHash, &released,
-		&result); err != nil {
+		&result, &t.Owner.Node, &t.Owner.Epoch); err != nil {
 		return nil, err
 	}
 	if result != nil {

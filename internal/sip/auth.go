@@ -113,43 +113,6 @@ func (e *Edge) knownSource(ip netip.Addr) bool {
 	return false
 }
 
-// readFilter runs on every datagram before sipgo parses it. sipgo's UDP
-// transport remembers every source address it reads from, so datagrams
-// from sources no allowlist covers are answered here, statelessly, with 403
-// and dropped, unless some tenant or trunk accepts digest credentials from
-// anywhere. Returning an error would stop the listener: never do.
-func (e *Edge) readFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
-	if e.openToAll || !strings.EqualFold(props.Transport, "udp") {
-		return data, nil
-	}
-	ua, ok := props.RemoteAddr.(*net.UDPAddr)
-	if !ok {
-		return data, nil
-	}
-	ip, _ := netip.AddrFromSlice(ua.IP)
-	if e.knownSource(ip.Unmap()) {
-		return data, nil
-	}
-	e.refuseStateless(data, ua)
-	return nil, nil
-}
-
-// refuseStateless answers a request from an unknown source with 403,
-// without a transaction (RFC 3261 §8.2.7 allows a stateless UAS), and
-// ignores anything else it sent.
-func (e *Edge) refuseStateless(data []byte, to *net.UDPAddr) {
-	msg, err := sip.ParseMessage(data)
-	if err != nil {
-		return
-	}
-	req, ok := msg.(*sip.Request)
-	if !ok || req.IsAck() {
-		return
-	}
-	res := sip.NewResponseFromRequest(req, 403, "Forbidden", nil)
-	e.udp.WriteTo([]byte(res.String()), to)
-}
-
 // source is the address a request came from.
 func source(req *sip.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(req.Source())
@@ -170,40 +133,54 @@ const (
 	refused
 )
 
-// check authenticates req against a: the source must be allowlisted when
-// an allowlist is configured, and digest must pass when users are. On
-// failure it has answered the request (401 with a challenge, or 403).
-func (e *Edge) check(ctx context.Context, a *access, req *sip.Request, tx sip.ServerTransaction) verdict {
-	ip := source(req)
+// refusal is the answer to a request that authentication did not pass.
+type refusal struct {
+	code    int
+	reason  string
+	headers []sip.Header
+	result  digest.Result // what the digest credentials were, when they were checked
+}
+
+// authenticate decides whether req, from ip, may call as a: the source
+// must be allowlisted when an allowlist is configured, and digest must
+// pass when users are. With claim, the nonce of credentials that pass is
+// used up (digest.Authenticator.Verify); without, the credentials are only
+// checked (digest.Authenticator.Check), as the gate does before anything
+// is kept for the request. Otherwise it returns the answer to give: 403,
+// 401 with a challenge, 400 for credentials that do not parse, 503 when
+// the store fails.
+func (e *Edge) authenticate(ctx context.Context, a *access, req *sip.Request, ip netip.Addr, claim bool) (refusal, bool) {
+	forbidden := refusal{code: 403, reason: "Forbidden"}
 	if len(a.allow) > 0 && !a.allows(ip) {
-		respond(tx, req, 403, "Forbidden")
-		return refused
+		return forbidden, false
 	}
 	if len(a.users) == 0 {
 		if len(a.allow) == 0 {
-			respond(tx, req, 403, "Forbidden")
-			return refused
+			return forbidden, false // a tenant without SIP access
 		}
-		return passed
+		return refusal{}, true
+	}
+	unavailable := refusal{code: 503, reason: "Service Unavailable", headers: []sip.Header{sip.NewHeader("Retry-After", "5")}}
+	verify := e.auth.Check
+	if claim {
+		verify = e.auth.Verify
 	}
 	result := digest.Missing
 	for _, h := range req.GetHeaders("Authorization") {
-		_, r, err := e.auth.Verify(ctx, string(req.Method), h.Value(), func(u string) (string, bool) {
+		_, r, err := verify(ctx, string(req.Method), h.Value(), func(u string) (string, bool) {
 			p, ok := a.users[u]
 			return p, ok
 		})
 		if err != nil {
-			respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
-			return refused
+			return unavailable, false
 		}
 		if r == digest.OK {
-			return passed
+			return refusal{}, true
 		}
 		result = r
 	}
 	if result == digest.Malformed {
-		respond(tx, req, 400, "Bad Request")
-		return refused
+		return refusal{code: 400, reason: "Bad Request", result: result}, false
 	}
 	var opts []digest.ChallengeOption
 	if result == digest.Stale {
@@ -211,15 +188,29 @@ func (e *Edge) check(ctx context.Context, a *access, req *sip.Request, tx sip.Se
 	}
 	challenges, err := e.auth.Challenge(ctx, opts...)
 	if err != nil {
-		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		return unavailable, false
+	}
+	r := refusal{code: 401, reason: "Unauthorized", result: result}
+	for _, c := range challenges {
+		r.headers = append(r.headers, sip.NewHeader("WWW-Authenticate", c))
+	}
+	return r, false
+}
+
+// check authenticates req, which has a transaction, against a (see
+// authenticate), using up the nonce of credentials that pass. On failure
+// it has answered the request.
+func (e *Edge) check(ctx context.Context, a *access, req *sip.Request, tx sip.ServerTransaction) verdict {
+	r, ok := e.authenticate(ctx, a, req, source(req), true)
+	if ok {
+		return passed
+	}
+	respond(tx, req, r.code, r.reason, r.headers...)
+	e.count(reasonFor(r.code))
+	if r.code != 401 {
 		return refused
 	}
-	var hs []sip.Header
-	for _, c := range challenges {
-		hs = append(hs, sip.NewHeader("WWW-Authenticate", c))
-	}
-	respond(tx, req, 401, "Unauthorized", hs...)
-	e.log.Info("sip request challenged", "from", req.Source(), "as", a.name, "result", result.String())
+	e.log.Info("sip request challenged", "from", req.Source(), "as", a.name, "result", r.result.String())
 	return challenged
 }
 
@@ -236,21 +227,46 @@ func (e *Edge) tenantFor(req *sip.Request) (*tenantAccess, bool) {
 	return t, ok
 }
 
-// trunkFor authenticates a call to a temporary number against the trunks:
-// the first trunk whose allowlist has the source, else the trunks that take
-// digest credentials from anywhere.
-func (e *Edge) trunkFor(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) verdict {
-	ip := source(req)
+// trunkAccess is the trunk a call to a temporary number from ip
+// authenticates against: the first trunk whose allowlist has ip, else the
+// first that takes digest credentials from anywhere; nil when there is
+// none.
+func (e *Edge) trunkAccess(ip netip.Addr) *access {
 	for _, t := range e.trunks {
 		if t.allows(ip) {
-			return e.check(ctx, t, req, tx)
+			return t
 		}
 	}
 	for _, t := range e.trunks {
 		if len(t.allow) == 0 && len(t.users) > 0 {
-			return e.check(ctx, t, req, tx)
+			return t
 		}
 	}
-	respond(tx, req, 403, "Forbidden")
-	return refused
+	return nil
+}
+
+// trunkFor authenticates a call to a temporary number against the trunks
+// (see trunkAccess).
+func (e *Edge) trunkFor(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) verdict {
+	t := e.trunkAccess(source(req))
+	if t == nil {
+		respond(tx, req, 403, "Forbidden")
+		e.count(ReasonForbidden)
+		return refused
+	}
+	return e.check(ctx, t, req, tx)
+}
+
+// accessFor is who a new INVITE from ip must authenticate as, read the way
+// onInvite reads it: the tenant its Request-URI names, else the trunks for
+// a dialled number (nil when no trunk may send it). found is false when it
+// is addressed to neither (404).
+func (e *Edge) accessFor(req *sip.Request, ip netip.Addr) (a *access, found bool) {
+	if t, ok := e.tenantFor(req); ok {
+		return &t.access, true
+	}
+	if dialledNumber(req) != "" {
+		return e.trunkAccess(ip), true
+	}
+	return nil, false
 }

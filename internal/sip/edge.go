@@ -1,12 +1,19 @@
-// Package sip is Switchback's SIP edge: it takes the transferred calls over
-// UDP, TCP and TLS, authenticates them (IP allowlists and digest), matches
-// each to its call transfer, answers with an agent on the media, and hands
-// the call back once the outcome is stored.
+// Package sip is Switchback's SIP edge: the signalling of its calls. It
+// listens on UDP, TCP and TLS, authenticates who calls (IP allowlists and
+// digest), matches each new call to its transfer through the call runtime
+// (internal/call), answers it, and carries out what the runtime decides:
+// play and hear media, hang up, hand back by REFER or by a new INVITE.
 //
 // It is built on github.com/emiago/sipgo. The files split it by concern:
-// edge.go (listening, the read filter), auth.go (who may call), inbound.go
-// (an INVITE to the end of its call), call.go (a live call as an Agent sees
-// it), errors.go (domain errors as SIP responses).
+// edge.go (listening, OPTIONS), gate.go and stream.go (the stateless gate
+// in front of sipgo's transactions), limit.go (per-source budgets in fixed
+// memory), liblog.go (sipgo's own log lines), auth.go (who may call), inbound.go (a new
+// INVITE to its answer), leg.go (one dialog with its media: the caller's
+// leg and the return leg alike, their offer/answer), timer.go (RFC 4028
+// session timers), info.go (DTMF by INFO), dialogs.go (routing in-dialog
+// requests to their leg), refer.go and invite.go (the REFER and INVITE
+// hand-backs), bridge.go (the caller bridged to the return leg), errors.go
+// (domain errors as SIP responses).
 package sip
 
 import (
@@ -18,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +33,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/call"
 	"github.com/switchback/switchback/internal/config"
 	"github.com/switchback/switchback/internal/media"
 	"github.com/switchback/switchback/internal/sip/digest"
@@ -37,14 +46,17 @@ type Options struct {
 	Transfers *transfer.Service
 	Nonces    switchback.NonceStore
 	Agents    switchback.AgentFactory
-	Log       *slog.Logger
+	// Calls is the call runtime the edge gives its calls to; nil makes
+	// one from Transfers and Agents, which the edge then owns.
+	Calls *call.Runtime
+	Log   *slog.Logger
 }
 
 // Edge is the SIP side of Switchback.
 type Edge struct {
 	cfg     config.SIP
 	svc     *transfer.Service
-	agents  switchback.AgentFactory
+	calls   *call.Runtime
 	log     *slog.Logger
 	auth    *digest.Authenticator
 	tenants map[string]*tenantAccess // by the user part of their static URI
@@ -53,8 +65,16 @@ type Edge struct {
 	tenantsByID map[string]*tenantAccess
 	trunks      []*access
 	// openToAll is set when some tenant or trunk takes digest credentials
-	// from any address, so the read filter cannot drop unknown sources.
+	// from any address, so the gate cannot refuse unknown sources outright.
 	openToAll bool
+
+	now      func() time.Time
+	answers  *sourceLimiter // stateless answers per source address
+	parseLog *logLimiter    // log lines about messages that do not parse
+	peers    *peerTable     // UDP addresses let through lately
+	refused  map[string]*atomic.Int64
+	// transactions counts the requests sipgo gave a server transaction.
+	transactions atomic.Int64
 
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
@@ -65,13 +85,15 @@ type Edge struct {
 	host  netip.Addr // the address SDP and Contact advertise
 	ports media.PortRange
 
-	udp  net.PacketConn
-	tcp  net.Listener
-	tlsL net.Listener
+	udp     net.PacketConn
+	udpAddr string // the UDP listener's address, as sipgo writes it
+	tcp     net.Listener
+	tlsL    net.Listener
 
-	calls   sync.Map // dialog id -> *call
-	running sync.WaitGroup
-	nCalls  atomic.Int64
+	dialogs sync.Map       // dialog id -> *leg: see dialogs.go
+	wg      sync.WaitGroup // goroutines the edge starts on its own
+	// minSE is the smallest session interval taken (RFC 4028 §4).
+	minSE time.Duration
 
 	maxPending int64
 	pending    atomic.Int64 // new INVITEs not yet answered or refused
@@ -79,22 +101,41 @@ type Edge struct {
 }
 
 // New builds an Edge from the configuration. Call Listen, then Serve.
+//
+// The first call also makes sipgo's process-wide settings (see
+// configureLibrary); sipgo lines not logged through the Edge's own loggers
+// go to the log of the Edge built last.
 func New(o Options) (*Edge, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	configureLibrary()
+	h := o.Log.Handler()
+	libraryTarget.Store(&h)
 	e := &Edge{
+		now:        time.Now,
+		answers:    newSourceLimiter(answerRate, answerBurst),
+		parseLog:   newLogLimiter(parseLogInterval, parseLogRate, parseLogBurst),
+		peers:      newPeerTable(),
+		refused:    map[string]*atomic.Int64{},
 		cfg:        o.Config.SIP,
 		svc:        o.Transfers,
-		agents:     o.Agents,
+		calls:      o.Calls,
 		log:        o.Log,
+		minSE:      minSE,
 		ports:      media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
 		maxPending: int64(o.Config.SIP.MaxPendingInvites),
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
 	}
+	for _, r := range RefusalReasons {
+		e.refused[r] = new(atomic.Int64)
+	}
 	if err := e.loadAccess(o.Config); err != nil {
 		return nil, err
+	}
+	if e.calls == nil {
+		e.calls = call.New(call.Options{Transfers: o.Transfers, Agents: o.Agents, Log: o.Log})
 	}
 	return e, nil
 }
@@ -151,37 +192,48 @@ func (e *Edge) Listen() error {
 		e.host = netip.MustParseAddr("127.0.0.1")
 	}
 
+	e.udpAddr = local.String()
+
+	// sipgo logs through Switchback's log, its lines cut, escaped and
+	// thinned (liblog.go).
+	lib := slog.New(newLibraryHandler(e.log.Handler())).With("component", "sipgo")
 	e.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent("Switchback"),
 		sipgo.WithUserAgentHostname(e.host.String()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(e.readFilter)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(e.readFilter), sip.WithTransportLayerLogger(lib)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(lib),
+			// A response that matches no transaction (a late
+			// retransmission, or anyone's datagram) is dropped.
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				lib.Debug("response matches no transaction", "response", res.StartLine())
+			})),
 	)
 	if err != nil {
 		e.close()
 		return err
 	}
-	if e.srv, err = sipgo.NewServer(e.ua, sipgo.WithServerLogger(e.log)); err != nil {
+	e.peers.pool = e.ua.TransportLayer().Pool("udp")
+	if e.srv, err = sipgo.NewServer(e.ua, sipgo.WithServerLogger(lib)); err != nil {
 		e.close()
 		return err
 	}
-	if e.client, err = sipgo.NewClient(e.ua, sipgo.WithClientHostname(e.host.String())); err != nil {
+	if e.client, err = sipgo.NewClient(e.ua, sipgo.WithClientHostname(e.host.String()), sipgo.WithClientLogger(lib)); err != nil {
 		e.close()
 		return err
 	}
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "switchback", Host: e.host.String(), Port: local.Port}}
 	e.dialogUA = &sipgo.DialogUA{Client: e.client, ContactHDR: contact}
-	e.srv.OnInvite(e.onInvite)
-	e.srv.OnAck(e.onAck)
-	e.srv.OnBye(e.onBye)
-	e.srv.OnOptions(e.onOptions)
-	e.srv.OnInfo(e.onInfo)
-	e.srv.OnUpdate(e.onUpdate)
-	e.srv.OnNotify(e.onNotify)
-	e.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+	e.srv.OnInvite(e.counted(e.onInvite))
+	e.srv.OnOptions(e.counted(e.onOptions))
+	for _, m := range []sip.RequestMethod{sip.ACK, sip.BYE, sip.INFO, sip.UPDATE, sip.NOTIFY} {
+		e.srv.OnRequest(m, e.counted(e.inDialog))
+	}
+	e.srv.OnCancel(e.counted(func(req *sip.Request, tx sip.ServerTransaction) {
 		// The transaction layer has answered the CANCEL and ended the
 		// INVITE; a CANCEL that matched nothing gets 481.
 		tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-	})
+	}))
+	e.srv.OnNoRoute(e.counted(e.onUnknownMethod))
 	return nil
 }
 
@@ -198,34 +250,30 @@ func (e *Edge) TLSAddr() net.Addr {
 	return e.tlsL.Addr()
 }
 
-// Serve serves SIP until ctx ends, then hangs up the calls still up (each
-// is handed back as a caller disconnect would be: its outcome is stored
-// first) and returns once they are done.
+// Serve serves SIP until ctx ends, then stops the call runtime, which ends
+// the calls still up (each outcome stored before its BYE goes out), and
+// returns once they and the edge's own goroutines are done. A node that
+// drains lets its calls end first (see call.Runtime.Drain) and then ends
+// ctx.
 func (e *Edge) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	go func() { errc <- e.srv.ServeUDP(e.udp) }()
-	go func() { errc <- e.srv.ServeTCP(e.tcp) }()
+	go func() { errc <- e.srv.ServeTCP(&gatedListener{Listener: e.tcp, e: e, transport: "TCP"}) }()
 	if e.tlsL != nil {
-		go func() { errc <- e.srv.ServeTLS(e.tlsL) }()
+		go func() { errc <- e.srv.ServeTLS(&gatedListener{Listener: e.tlsL, e: e, transport: "TLS"}) }()
 	}
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); e.prunePeers(pruneCtx) }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	e.calls.Range(func(_, v any) bool {
-		if c, ok := v.(*call); ok { // return legs end with their calls
-			c.shutdown()
-		}
-		return true
-	})
-	done := make(chan struct{})
-	go func() { e.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		e.log.Warn("calls still up after 10s of shutdown")
-	}
+	stopPruning()
+	<-pruned
+	e.calls.Stop()
+	e.wg.Wait()
 	e.close()
 	if e.ua != nil {
 		e.ua.Close()
@@ -269,14 +317,33 @@ func (e *Edge) tenantURI(tenantID string) string {
 func (e *Edge) PendingInvites() int64 { return e.pending.Load() }
 
 // ActiveCalls returns how many calls the edge holds.
-func (e *Edge) ActiveCalls() int { return int(e.nCalls.Load()) }
+func (e *Edge) ActiveCalls() int { return e.calls.Active() }
+
+// bindLocal makes req leave from the edge's own socket for its transport
+// (RFC 3261 §18.1.1 lets a client pick its source): the UDP listen socket
+// itself, or an ephemeral port on the listen address for TCP and TLS, so
+// nothing binds beyond the configured addresses and the Via names the
+// address an SBC allowlists.
+func (e *Edge) bindLocal(req *sip.Request, transport string) {
+	port := 0
+	if transport == "" || strings.EqualFold(transport, "udp") {
+		port = int(e.Addr().Port())
+	}
+	req.Laddr = sip.Addr{IP: e.bind.AsSlice(), Port: port, Hostname: e.bind.String()}
+}
 
 // allowed are the methods Switchback takes, as its Allow headers say.
 const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, NOTIFY"
 
-// onOptions answers keep-alive and capability probes.
+// onOptions answers keep-alive and capability probes. A draining node
+// answers 503, so a load balancer that probes (Kamailio's dispatcher)
+// stops sending it calls.
 func (e *Edge) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if !validate(req, tx) {
+		return
+	}
+	if e.calls.Draining() {
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(drainRetryAfter)))
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
@@ -306,12 +373,4 @@ func callID(req *sip.Request) string {
 		return h.Value()
 	}
 	return ""
-}
-
-func init() {
-	// sipgo refuses to send a UDP message over 1300 bytes and says so only
-	// with an error: a response echoing long Via and Record-Route headers
-	// would be lost. A datagram may be up to 64 KiB (IP fragments it);
-	// requests Switchback sends stay small.
-	sip.UDPMTUSize = 65000
 }

@@ -24,6 +24,8 @@ var statusOf = map[string]status{
 	switchback.EUNPROCESSABLE: {488, "Not Acceptable Here"},
 	switchback.EEXHAUSTED:     {503, "Service Unavailable"},
 	switchback.EUNAVAILABLE:   {503, "Service Unavailable"},
+	switchback.EBUSY:          {486, "Busy Here"},           // the tenant's calls across the fleet are at its limit
+	switchback.EFENCED:        {503, "Service Unavailable"}, // this node lost its lease: another node takes the call
 	switchback.EINTERNAL:      {503, "Service Unavailable"},
 }
 

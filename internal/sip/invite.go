@@ -8,42 +8,16 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/call"
 	"github.com/switchback/switchback/internal/media"
 )
-
-// returnLeg is the call Switchback places to the returnURI when a transfer
-// goes back by INVITE: Switchback stays in the middle, relaying the media
-// between it and the caller.
-type returnLeg struct {
-	c      *call
-	key    string // the dialog id its in-dialog requests carry, as we see them
-	dialog *sipgo.DialogClientSession
-	media  *media.Session
-	origin *media.Origin
-	br     *media.Bridge // relays between the caller and this leg
-
-	mu        sync.Mutex
-	lastDesc  media.Description
-	curParams media.Params
-
-	hungup chan struct{} // closed when the return leg is gone
-	once   sync.Once
-	by     string
-	infoMu sync.Mutex // orders the INFOs sent to it
-}
-
-func (l *returnLeg) hangup(by string) {
-	l.once.Do(func() {
-		l.by = by
-		close(l.hungup)
-	})
-}
 
 // noURIHeaders are the headers a returnURI may not set on the INVITE: they
 // belong to the transaction and dialog Switchback builds (RFC 3261 §19.1.5
@@ -130,20 +104,22 @@ func requestURIOf(requestURI string) (u sip.Uri, transport string, err error) {
 	return u, transport, nil
 }
 
-// inviteBack places the return call and, once it answers, bridges it to
-// the caller. It returns how that went, and the leg when it is up.
-func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
+// Invite implements call.Leg: it places the return call of an INVITE
+// hand-back and, once it answers, bridges it with the caller, Switchback
+// staying in the middle to relay the media. The whole attempt, a digest
+// challenge answered on the way, is bounded by sip.returnTimeout.
+func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (call.Bridge, switchback.ReturnResult) {
 	r := switchback.ReturnResult{Method: switchback.ReturnINVITE}
-	fail := func(reason string) (switchback.ReturnResult, *returnLeg) {
+	fail := func(reason string) (call.Bridge, switchback.ReturnResult) {
 		r.Fallback, r.Reason = true, reason
-		c.log.Warn("INVITE hand-back failed; ending the call by BYE", "reason", reason)
-		return r, nil
+		l.log.Warn("INVITE hand-back failed; the call ends by BYE", "reason", reason)
+		return nil, r
 	}
-	if isClosed(c.hungup) {
-		r.Reason = "the caller hung up before the return INVITE"
-		return r, nil
+	if isClosed(l.ended) {
+		r.Reason = l.gone() + " before the return INVITE"
+		return nil, r
 	}
-	requestURI, headers, err := splitReturnURI(c.t.SIP.ReturnURI)
+	requestURI, headers, err := splitReturnURI(t.SIP.ReturnURI)
 	if err != nil {
 		return fail(err.Error())
 	}
@@ -151,133 +127,123 @@ func (c *call) inviteBack() (switchback.ReturnResult, *returnLeg) {
 	if err != nil {
 		return fail(err.Error())
 	}
-
-	sess, err := media.ListenRTP(c.e.bind, c.e.ports)
+	sess, err := media.ListenRTP(l.e.bind, l.e.ports)
 	if err != nil {
 		return fail("no RTP ports free for the return leg")
 	}
-	leg := &returnLeg{c: c, media: sess, origin: media.NewOrigin(), hungup: make(chan struct{})}
-	sess.InactivityTimeout = c.e.cfg.RTPTimeout.Duration()
-	offer := media.OfferDescription(netip.AddrPortFrom(c.e.host, sess.LocalAddr().Port()), c.returnCodecs())
-	body, err := media.BuildSDP(leg.origin, offer)
+	sess.InactivityTimeout = l.e.cfg.RTPTimeout.Duration()
+	origin := media.NewOrigin()
+	offer := media.OfferDescription(netip.AddrPortFrom(l.e.host, sess.LocalAddr().Port()), l.returnCodecs())
+	body, err := media.BuildSDP(origin, offer)
 	if err != nil {
 		sess.Close()
 		return fail("build the return leg's SDP")
 	}
-	leg.lastDesc = offer
 
 	req := sip.NewRequest(sip.INVITE, target)
 	req.SetBody(body)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: c.tenantUser(), Host: c.e.host.String(), Port: int(c.e.Addr().Port())},
+	from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: l.e.tenantUser(t.TenantID), Host: l.e.host.String(), Port: int(l.e.Addr().Port())},
 		Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(&from)
 	req.AppendHeader(&sip.ToHeader{Address: target, Params: sip.NewParams()})
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(l.e.cfg.SessionExpires.Duration()/time.Second))))
+	req.AppendHeader(sip.NewHeader(TransferIDHeader, t.ID))
 	for _, h := range headers {
 		req.AppendHeader(h)
 	}
 	if transport != "" {
 		req.SetTransport(strings.ToUpper(transport))
 	}
+	l.e.bindLocal(req, req.Transport())
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.ReturnTimeout.Duration())
+	timeout := l.e.cfg.ReturnTimeout.Duration()
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.hungup: // the caller left while the return leg rang
-			cancel()
-		case <-c.stopping: // Switchback shuts down: CANCEL, fall back to BYE
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	dialog, err := c.e.dialogUA.WriteInvite(ctx, req)
+	user, pass := l.e.returnCredentials(t)
+	l.e.expectAnswers(actx, target)
+	d, err := l.e.placeInvite(actx, req, user, pass)
 	if err != nil {
 		sess.Close()
-		return fail("send the return INVITE: " + err.Error())
-	}
-	user, pass := c.returnCredentials()
-	err = dialog.WaitAnswer(ctx, sipgo.AnswerOptions{Username: user, Password: pass})
-	if err != nil {
-		sess.Close()
-		// A 200 that crossed our CANCEL leaves the return leg answered:
-		// it is ACKed and hung up, not left in dead air.
-		if res := dialog.InviteResponse; res != nil && res.IsSuccess() {
-			if id, err := sip.DialogIDFromResponse(res); err == nil {
-				dialog.ID = id
-			}
-			ackCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := dialog.Ack(ackCtx); err == nil {
-				dialog.Bye(ackCtx)
-			}
-			done()
-		}
-		dialog.Close()
 		var dr *sipgo.ErrDialogResponse
 		switch {
 		case errors.As(err, &dr):
 			r.SIPStatus = dr.Res.StatusCode
 			return fail("the return leg answered " + strconv.Itoa(dr.Res.StatusCode))
-		case isClosed(c.hungup):
-			r.Reason = "the caller hung up before the return leg answered"
-			return r, nil
-		case isClosed(c.stopping):
+		case isClosed(l.ended):
+			r.Reason = l.gone() + " before the return leg answered"
+			return nil, r
+		case errors.Is(context.Cause(ctx), switchback.ErrShutdown):
 			return fail("Switchback shut down while the return leg rang")
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return fail("the return leg did not answer within " + c.e.cfg.ReturnTimeout.Duration().String())
+		case errors.Is(actx.Err(), context.DeadlineExceeded):
+			return fail("the return leg did not answer within " + timeout.String())
 		default:
 			return fail("the return INVITE failed: " + err.Error())
 		}
 	}
-	r.SIPStatus = dialog.InviteResponse.StatusCode
-	leg.dialog = dialog
-	// The media is up and bridged before the ACK: what the return leg
-	// sends once it has the ACK (a digit, say) goes through.
+	res := d.InviteResponse
+	r.SIPStatus = res.StatusCode
+
+	log := l.log.With("return_call_id", d.InviteRequest.CallID().Value())
+	ret := newLeg(l.e, switchback.LegReturn, d, sess, origin, l.rep, log)
+	ret.transport = d.InviteRequest.Transport()
+	ret.target = target
+	if c := res.Contact(); c != nil {
+		ret.target = c.Address
+	}
+	ret.lastDesc = offer
+	ret.timer = answeredTimer(res)
+	ret.key = sip.DialogIDMake(d.InviteRequest.CallID().Value(), tagOf(d.InviteRequest.From().Params), tagOf(res.To().Params))
 	ack := func() {
-		if err := dialog.Ack(context.Background()); err != nil {
-			c.log.Warn("ACK to the return leg", "err", err)
+		ackCtx, done := context.WithTimeout(context.Background(), byeTimeout)
+		defer done()
+		if err := d.Ack(ackCtx); err != nil {
+			log.Warn("ACK to the return leg", "err", err)
 		}
 	}
-	answer, err := media.ParseOffer(dialog.InviteResponse.Body())
-	var params media.Params
-	if err == nil {
-		params, err = media.Negotiate(answer, codecs)
-	}
-	if err == nil {
-		err = sess.Start(params)
-	}
-	leg.mu.Lock()
-	leg.curParams = params
-	leg.mu.Unlock()
-	if err != nil {
+	hangUp := func() {
 		ack()
-		sess.Close()
-		byeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		dialog.Bye(byeCtx)
+		byeCtx, done := context.WithTimeout(context.Background(), byeTimeout)
+		ret.Bye(byeCtx)
 		done()
+		ret.close()
+	}
+	if err := ret.takeAnswer(res.Body()); err != nil {
+		hangUp()
 		return fail("the return leg's answer has no usable audio")
 	}
-	leg.key = sip.DialogIDMake(req.CallID().Value(), tagOf(dialog.InviteRequest.From().Params), tagOf(dialog.InviteResponse.To().Params))
-	c.e.calls.Store(leg.key, leg)
-	// Bridge at once: what either side sends from now on goes through.
-	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	leg.br, err = media.NewBridge(bctx, c.media, sess)
+	l.e.dialogs.Store(ret.key, ret)
+	// Bridged before the ACK: what the return leg sends once it has the
+	// ACK (a digit, say) goes through.
+	bctx, bcancel := context.WithTimeout(ctx, 5*time.Second)
+	mb, err := media.NewBridge(bctx, l.media, sess)
 	bcancel()
-	if err == nil {
-		c.returnLeg.Store(leg) // the caller's INFO digits go to it from now on
-	}
-	ack()
 	if err != nil {
-		c.e.calls.Delete(leg.key)
-		sess.Close()
-		byeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		dialog.Bye(byeCtx)
-		done()
+		hangUp()
 		return fail("bridge the return leg: " + err.Error())
 	}
-	return r, leg
+	// An agent that follows the call hears both legs (Follower).
+	mb.Listen(listen)
+	l.setPeer(ret)
+	ret.setPeer(l)
+	ack()
+	ret.run()
+	l.rep.Record(switchback.EventBridged, map[string]string{
+		"callerCodec": l.currentParams().Codec.String(), "returnCodec": ret.currentParams().Codec.String()})
+	log.Info("return leg answered; bridging")
+	return newBridge(l, ret, mb), r
+}
+
+// returnCodecs offers the caller's codec first, so the legs match and no
+// transcoding is needed when the return leg takes it.
+func (l *leg) returnCodecs() []media.Codec {
+	if l.currentParams().Codec == media.PCMA {
+		return []media.Codec{media.PCMA, media.PCMU}
+	}
+	return []media.Codec{media.PCMU, media.PCMA}
 }
 
 func tagOf(p sip.HeaderParams) string {
@@ -285,279 +251,168 @@ func tagOf(p sip.HeaderParams) string {
 	return t
 }
 
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
+// maxChallenges is how many digest challenges one INVITE answers: one,
+// and once more when the UAS says the nonce was stale.
+const maxChallenges = 2
+
+// placeInvite sends an INVITE and waits, within ctx, for its final answer,
+// answering a digest challenge with user and pass (RFC 3261 §22.2). The
+// dialog comes back answered, or the error says why not
+// (*sipgo.ErrDialogResponse for a final non-2xx).
+func (e *Edge) placeInvite(ctx context.Context, req *sip.Request, user, pass string) (*sipgo.DialogClientSession, error) {
+	for challenges := 0; ; challenges++ {
+		d, err := e.dialogUA.WriteInvite(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		err = e.waitAnswer(ctx, d)
+		var dr *sipgo.ErrDialogResponse
+		if errors.As(err, &dr) && pass != "" && challenges < maxChallenges {
+			if next, ok := authorize(req, dr.Res, user, pass); ok {
+				d.Close()
+				req = next
+				continue
+			}
+		}
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		return d, nil
 	}
 }
 
-// returnCodecs offers the caller's codec first, so the legs match and no
-// transcoding is needed when the return leg takes it.
-func (c *call) returnCodecs() []media.Codec {
-	if c.currentParams().Codec == media.PCMA {
-		return []media.Codec{media.PCMA, media.PCMU}
+// authorize returns req again with credentials for the challenge of res
+// (401 or 407), a new transaction's request: the CSeq one higher, the
+// Call-ID and From tag the same (RFC 3261 §22.2). The digest-uri is the
+// Request-URI as sent, parameters included (RFC 3261 §22.4, RFC 2617
+// §3.2.2).
+func authorize(req *sip.Request, res *sip.Response, user, pass string) (*sip.Request, bool) {
+	challengeHeader, answerHeader := "WWW-Authenticate", "Authorization"
+	switch res.StatusCode {
+	case 401:
+	case 407:
+		challengeHeader, answerHeader = "Proxy-Authenticate", "Proxy-Authorization"
+	default:
+		return nil, false
 	}
-	return []media.Codec{media.PCMU, media.PCMA}
+	var chal *digest.Challenge
+	for _, h := range res.GetHeaders(challengeHeader) {
+		c, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			continue
+		}
+		c.Algorithm = strings.ToUpper(c.Algorithm)
+		if digest.CanDigest(c) {
+			chal = c
+			break
+		}
+	}
+	if chal == nil {
+		return nil, false
+	}
+	cred, err := digest.Digest(chal, digest.Options{Method: string(req.Method), URI: req.Recipient.String(), Username: user, Password: pass})
+	if err != nil {
+		return nil, false
+	}
+	next := req.Clone()
+	next.RemoveHeader("Via")
+	next.RemoveHeader(answerHeader)
+	next.AppendHeader(sip.NewHeader(answerHeader, cred.String()))
+	if cseq := next.CSeq(); cseq != nil {
+		cseq.SeqNo++
+	}
+	next.Laddr = req.Laddr
+	return next, true
+}
+
+// waitAnswer waits, within ctx, for the final answer to the INVITE of d.
+// When ctx ends first it gives up at once: a CANCEL goes out if a
+// provisional response came (RFC 3261 §9.1), the INVITE's retransmissions
+// stop otherwise, and an answer that crosses the CANCEL is acknowledged
+// and hung up later, by a goroutine the edge waits for.
+func (e *Edge) waitAnswer(ctx context.Context, d *sipgo.DialogClientSession) error {
+	var provisional atomic.Bool
+	// claimed is taken by whichever comes first: the answer (the goroutine
+	// hands it over) or ctx's end (the goroutine then cleans up).
+	var claimed atomic.Bool
+	wctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		err := d.WaitAnswer(wctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+			if res.IsProvisional() {
+				provisional.Store(true)
+			}
+			return nil
+		}})
+		if claimed.CompareAndSwap(false, true) {
+			done <- err
+			return
+		}
+		// We gave up: a 200 that crossed our CANCEL leaves the return leg
+		// answered; it is acknowledged and hung up, not left in dead air.
+		if res := d.InviteResponse; err == nil || res != nil && res.IsSuccess() {
+			e.ackAndBye(d)
+		}
+		d.Close()
+	}()
+	select {
+	case err := <-done:
+		cancel(nil)
+		return err
+	case <-ctx.Done():
+		if !claimed.CompareAndSwap(false, true) {
+			// The answer came first.
+			cancel(nil)
+			return <-done
+		}
+		if provisional.Load() {
+			cancel(context.Canceled)
+		} else {
+			cancel(sipgo.WaitAnswerForceCancelErr)
+		}
+		return ctx.Err()
+	}
+}
+
+// ackAndBye acknowledges an answer nobody wants any more and hangs it up.
+func (e *Edge) ackAndBye(d *sipgo.DialogClientSession) {
+	res := d.InviteResponse
+	if id, err := sip.DialogIDFromResponse(res); err == nil {
+		d.ID = id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+	defer cancel()
+	if err := d.Ack(ctx); err != nil {
+		return
+	}
+	target := d.InviteRequest.Recipient
+	if c := res.Contact(); c != nil {
+		target = c.Address
+	}
+	bye := sip.NewRequest(sip.BYE, target)
+	bye.Laddr = d.InviteRequest.Laddr
+	d.WriteBye(ctx, bye)
 }
 
 // returnCredentials answer the return leg's digest challenge: the
 // transfer's own, else the tenant's (tenants[].sip.returnAuth).
-func (c *call) returnCredentials() (user, pass string) {
-	if c.t.SIP != nil && c.t.SIP.ReturnAuthPassword != "" {
-		return c.t.SIP.ReturnAuthUsername, c.t.SIP.ReturnAuthPassword
+func (e *Edge) returnCredentials(t *switchback.Transfer) (user, pass string) {
+	if t.SIP != nil && t.SIP.ReturnAuthPassword != "" {
+		return t.SIP.ReturnAuthUsername, t.SIP.ReturnAuthPassword
 	}
-	if t := c.e.tenantsByID[c.t.TenantID]; t != nil {
-		return t.returnAuth.Username, t.returnAuth.Password
+	if ta := e.tenantsByID[t.TenantID]; ta != nil {
+		return ta.returnAuth.Username, ta.returnAuth.Password
 	}
 	return "", ""
 }
 
-func (c *call) tenantUser() string {
-	if t := c.e.tenantsByID[c.t.TenantID]; t != nil && t.user != "" {
+// tenantUser is the user part of a tenant's static URI.
+func (e *Edge) tenantUser(tenantID string) string {
+	if t := e.tenantsByID[tenantID]; t != nil && t.user != "" {
 		return t.user
 	}
-	return c.t.TenantID
-}
-
-// bridge relays the media between the caller and the answered return leg
-// until either hangs up, then hangs up the other. The conversation keeps
-// the call's events meanwhile: digits from both legs, hold, who hung up.
-func (c *call) bridge(leg *returnLeg) {
-	defer func() {
-		c.e.calls.Delete(leg.key)
-		leg.media.Close()
-	}()
-	br := leg.br
-	defer c.returnLeg.Store(nil)
-	c.journal.record(switchback.EventBridged, map[string]string{
-		"callerCodec": c.currentParams().Codec.String(), "returnCodec": leg.params().Codec.String()})
-	c.log.Info("return leg answered; bridging", "return_call_id", leg.dialog.InviteRequest.CallID().Value())
-	digitsDone := make(chan struct{})
-	go func() {
-		defer close(digitsDone)
-		for d := range br.Digits() {
-			name := "caller"
-			if d.Leg == 1 {
-				name = "return"
-			}
-			c.journal.record(switchback.EventDigit, map[string]string{"digit": string(d.Digit), "leg": name})
-		}
-	}()
-
-	// The caller's session timer runs on while bridged (RFC 4028): we
-	// refresh when the caller made us the refresher, else we expect its
-	// refreshes.
-	var refresh, expiry <-chan time.Time
-	var expiryTimer *time.Timer
-	if c.timer.interval > 0 && c.timer.weRefresh {
-		t := time.NewTicker(c.timer.interval / 2)
-		defer t.Stop()
-		refresh = t.C
-	} else if c.timer.interval > 0 {
-		expiryTimer = time.NewTimer(refreshDeadline(c.timer.interval))
-		defer expiryTimer.Stop()
-		expiry = expiryTimer.C
-	}
-	by := ""
-	for by == "" {
-		select {
-		case <-c.hungup:
-			by = "caller"
-			leg.bye()
-		case <-leg.hungup:
-			by = "return"
-			c.bye()
-		case <-c.media.Inactive():
-			by = "rtp-timeout"
-		case <-leg.media.Inactive():
-			by = "rtp-timeout"
-		case <-c.stopping:
-			by = "shutdown"
-		case <-c.refreshed:
-			if expiryTimer != nil {
-				expiryTimer.Reset(refreshDeadline(c.timer.interval))
-			}
-		case <-refresh:
-			if err := c.sendRefresh(); err != nil {
-				c.log.Info("session refresh failed; ending the bridged call", "err", err)
-				by = "session-timer"
-			}
-		case <-expiry:
-			c.log.Info("session timer expired without a refresh; ending the bridged call")
-			by = "session-timer"
-		}
-	}
-	if by != "caller" && by != "return" {
-		leg.bye()
-		c.hangup(by)
-		c.bye()
-	}
-	br.Stop()
-	<-digitsDone
-	st := br.Stats()
-	// dropped_to_*: packets not sent to a leg on hold (or unreachable).
-	c.log.Info("bridged call ended", "by", by, "relayed_to_return", st.Legs[0].Relayed, "relayed_to_caller", st.Legs[1].Relayed,
-		"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded,
-		"dropped_to_return", st.Legs[0].Dropped, "dropped_to_caller", st.Legs[1].Dropped)
-	c.journal.record(switchback.EventCallEnded, map[string]string{"by": by})
-	c.journal.flush()
-}
-
-func (l *returnLeg) params() media.Params {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.curParams
-}
-
-// bye hangs up the return leg, unless it already hung up.
-func (l *returnLeg) bye() {
-	if isClosed(l.hungup) && l.by == "return" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.dialog.Bye(ctx); err != nil {
-		l.c.log.Warn("BYE to the return leg", "err", err)
-	}
-	l.hangup("switchback")
-}
-
-// returnLegOf finds the return leg an in-dialog request comes from.
-func (e *Edge) returnLegOf(req *sip.Request) *returnLeg {
-	id, err := sip.DialogIDFromRequestUAS(req)
-	if err != nil {
-		return nil
-	}
-	if v, ok := e.calls.Load(id); ok {
-		if l, ok := v.(*returnLeg); ok {
-			return l
-		}
-	}
-	return nil
-}
-
-// onRequest handles an in-dialog request from the return leg: its BYE, a
-// re-INVITE or UPDATE (hold, unhold, refresh), DTMF by INFO (passed on to
-// the caller). It reports whether req was the return leg's.
-func (l *returnLeg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
-	switch req.Method {
-	case sip.BYE:
-		if err := l.dialog.ReadBye(req, tx); err != nil {
-			respond(tx, req, 400, "Bad Request")
-			return
-		}
-		l.hangup("return")
-	case sip.INVITE, sip.UPDATE:
-		l.modify(req, tx)
-	case sip.INFO:
-		ct := ""
-		if h := req.ContentType(); h != nil {
-			ct = h.Value()
-		}
-		d, ok := media.ParseInfoDTMF(ct, req.Body())
-		if !ok {
-			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
-			return
-		}
-		respond(tx, req, 200, "OK")
-		l.c.journal.record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "return"})
-		sendInfoDigit(l.c.dialog, &l.c.infoMu, l.c.dialog.InviteRequest.Contact(), d, l.c.log)
-	case sip.ACK:
-		// The ACK of our answer to its re-INVITE: nothing to do.
-	default:
-		respond(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", allowed))
-	}
-}
-
-// modify answers the return leg's re-INVITE or UPDATE.
-func (l *returnLeg) modify(req *sip.Request, tx sip.ServerTransaction) {
-	var body []byte
-	if len(req.Body()) > 0 {
-		offer, err := media.ParseOffer(req.Body())
-		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here")
-			return
-		}
-		params, err := media.Negotiate(offer, codecs)
-		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here")
-			return
-		}
-		l.media.Update(params)
-		desc := params.AnswerDescription(netip.AddrPortFrom(l.c.e.host, l.media.LocalAddr().Port()), offer)
-		l.mu.Lock()
-		prev := l.curParams.Direction
-		l.curParams, l.lastDesc = params, desc
-		body, err = media.BuildSDP(l.origin, desc)
-		l.mu.Unlock()
-		if err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
-		}
-		l.c.recordHold("return", prev, params.Direction)
-	} else if req.Method == sip.INVITE {
-		l.mu.Lock()
-		desc := l.lastDesc
-		desc.Offer = nil
-		var err error
-		body, err = media.BuildSDP(l.origin, desc)
-		l.mu.Unlock()
-		if err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
-		}
-	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", body)
-	if body != nil {
-		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	}
-	res.AppendHeader(&l.c.e.dialogUA.ContactHDR)
-	tx.Respond(res)
-}
-
-// recordHold logs a leg going on or off hold: our direction stops or
-// starts sending when the peer holds (RFC 3264 §8.4).
-func (c *call) recordHold(leg string, prev, next media.Direction) {
-	switch {
-	case prev.Sends() && !next.Sends():
-		c.journal.record(switchback.EventHold, map[string]string{"leg": leg})
-	case !prev.Sends() && next.Sends() && prev != 0:
-		c.journal.record(switchback.EventUnhold, map[string]string{"leg": leg})
-	}
-}
-
-// sendInfoDigit passes a digit the caller sent by INFO on to the return
-// leg the same way.
-func (l *returnLeg) sendInfoDigit(d rune) {
-	sendInfoDigit(l.dialog, &l.infoMu, l.dialog.InviteResponse.Contact(), d, l.c.log)
-}
-
-// inDialog is the part of a sipgo dialog session an INFO goes out on.
-type inDialog interface {
-	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
-}
-
-// sendInfoDigit sends a DTMF digit by INFO (application/dtmf-relay) within
-// a dialog, to its peer's Contact, without waiting for the answer. mu is
-// the dialog's: its earlier INFOs go first, so two digits in quick
-// succession keep their order and their CSeqs.
-func sendInfoDigit(d inDialog, mu *sync.Mutex, contact *sip.ContactHeader, digit rune, log loggerLike) {
-	if contact == nil {
-		return
-	}
-	req := sip.NewRequest(sip.INFO, contact.Address)
-	req.SetBody([]byte("Signal=" + string(digit) + "\r\nDuration=160\r\n"))
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
-	mu.Lock() // taken here, so the digits queue in the order they came
-	go func() {
-		defer mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := d.Do(ctx, req); err != nil {
-			log.Info("pass a digit on by INFO", "err", err)
-		}
-	}()
+	return tenantID
 }

@@ -75,7 +75,7 @@ func TestDialledNumber(t *testing.T) {
 func TestStatusTableCoversEveryCode(t *testing.T) {
 	for _, code := range []string{switchback.EINVALID, switchback.EUNAUTHORIZED, switchback.EFORBIDDEN, switchback.ENOTFOUND,
 		switchback.ECONFLICT, switchback.EGONE, switchback.ETOOLARGE, switchback.EUNPROCESSABLE, switchback.ERATELIMIT,
-		switchback.EEXHAUSTED, switchback.EUNAVAILABLE, switchback.EINTERNAL} {
+		switchback.EEXHAUSTED, switchback.EUNAVAILABLE, switchback.EINTERNAL, switchback.EBUSY, switchback.EFENCED} {
 		if _, ok := statusOf[code]; !ok {
 			t.Errorf("no SIP status for %s", code)
 		}
@@ -90,6 +90,8 @@ func TestStatusTableCoversEveryCode(t *testing.T) {
 		{switchback.Errorf(switchback.EINVALID, "x"), 400, false},
 		{switchback.Errorf(switchback.ERATELIMIT, "x"), 486, true},
 		{switchback.Errorf(switchback.EUNPROCESSABLE, "x"), 488, false},
+		{switchback.Errorf(switchback.EBUSY, "x"), 486, true},
+		{switchback.Errorf(switchback.EFENCED, "x"), 503, true},
 		{errors.New("the store went away"), 503, true},
 	} {
 		s, retry := statusFor(tt.err)

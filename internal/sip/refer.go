@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -18,49 +19,63 @@ type referNotify struct {
 	status int
 }
 
-// referBack hands the call back by a blind transfer (RFC 3515): an
-// in-dialog REFER whose Refer-To is the returnURI byte for byte, then the
-// NOTIFYs that report how the caller's new call went. A refused REFER, a
-// failure the NOTIFYs report, or no final NOTIFY in time ends the call by
-// BYE instead; a successful transfer ends it by BYE too, unless the caller
-// already hung up. It returns how it went, and whether our leg still needs
-// its BYE: that comes once the result is recorded.
-func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
+// Refer implements call.Leg: a blind transfer (RFC 3515), an in-dialog
+// REFER whose Refer-To is the returnURI byte for byte (DESIGN.md invariant
+// 5), then the NOTIFYs that report how the caller's new call went. The
+// whole attempt, the REFER's answer and the NOTIFYs, is bounded by
+// sip.referTimeout. A refused REFER, a failure the NOTIFYs report, or no
+// final NOTIFY in time is a fallback: the runtime ends the call by BYE.
+func (l *leg) Refer(ctx context.Context, t *switchback.Transfer) (r switchback.ReturnResult) {
 	r = switchback.ReturnResult{Method: switchback.ReturnREFER}
-	fallback := func(reason string) (switchback.ReturnResult, bool) {
+	fallback := func(reason string) switchback.ReturnResult {
 		r.Fallback, r.Reason = true, reason
-		c.log.Warn("REFER hand-back failed; ending the call by BYE", "reason", reason)
-		return r, true
+		l.log.Warn("REFER hand-back failed; the call ends by BYE", "reason", reason)
+		return r
 	}
-	if isClosed(c.hungup) {
-		r.Reason = "the caller hung up before the REFER"
-		return r, false
+	if isClosed(l.ended) {
+		r.Reason = l.gone() + " before the REFER"
+		return r
 	}
-	contact := c.dialog.InviteRequest.Contact()
-	if contact == nil {
-		return fallback("the caller gave no Contact to send the REFER to")
-	}
-	req := sip.NewRequest(sip.REFER, contact.Address)
-	// The Refer-To is the customer's URI exactly as given (DESIGN.md
-	// invariant 5): a generic header is written as it is.
-	req.AppendHeader(sip.NewHeader("Refer-To", "<"+c.t.SIP.ReturnURI+">"))
-	req.AppendHeader(sip.NewHeader("Referred-By", "<"+c.e.tenantURI(c.t.TenantID)+">"))
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
-	res, err := c.dialog.Do(ctx, req)
-	cancel()
-	if err != nil {
-		select {
-		case <-c.hungup:
-			r.Reason = "the caller hung up before answering the REFER"
-			return r, false
-		default:
+	l.referring.Store(true)
+	defer l.referring.Store(false)
+	timeout := l.e.cfg.ReferTimeout.Duration()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// why says why rctx ended.
+	why := func() string {
+		if errors.Is(context.Cause(ctx), switchback.ErrShutdown) {
+			return "Switchback is shutting down"
 		}
-		return fallback("no answer to the REFER")
+		return ""
+	}
+
+	l.mu.Lock()
+	target := l.target
+	l.mu.Unlock()
+	req := sip.NewRequest(sip.REFER, target)
+	// A generic header is written as it is: the Refer-To is the
+	// customer's URI exactly as given.
+	req.AppendHeader(sip.NewHeader("Refer-To", "<"+t.SIP.ReturnURI+">"))
+	req.AppendHeader(sip.NewHeader("Referred-By", "<"+l.e.tenantURI(t.TenantID)+">"))
+	req.AppendHeader(sip.NewHeader(TransferIDHeader, t.ID))
+	l.e.bindLocal(req, l.transport)
+	res, err := l.d.Do(rctx, req)
+	if err != nil {
+		switch {
+		case isClosed(l.ended):
+			r.Reason = l.gone() + " before answering the REFER"
+			return r
+		case why() != "":
+			return fallback(why())
+		case errors.Is(rctx.Err(), context.DeadlineExceeded):
+			return fallback("no answer to the REFER within " + timeout.String())
+		}
+		return fallback("no answer to the REFER: " + err.Error())
 	}
 	r.SIPStatus = res.StatusCode
-	if !res.IsSuccess() && isClosed(c.hungup) {
-		r.Reason = "the caller hung up before answering the REFER"
-		return r, false
+	if !res.IsSuccess() && isClosed(l.ended) {
+		r.Reason = l.gone() + " before answering the REFER"
+		return r
 	}
 	if !res.IsSuccess() {
 		return fallback("REFER refused with " + strconv.Itoa(res.StatusCode))
@@ -78,56 +93,45 @@ func (c *call) referBack() (r switchback.ReturnResult, bye bool) {
 		r.NotifyStatus = n.status
 		return n.status >= 200
 	}
-	timeout := c.e.cfg.ReferTimeout.Duration()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
 	for {
 		select {
-		case n := <-c.notifies:
+		case n := <-l.notifies:
 			if !final(n) {
 				continue
 			}
 			if n.status < 300 {
-				return r, true
+				return r
 			}
 			return fallback("the transfer failed with " + strconv.Itoa(n.status))
-		case <-c.hungup:
-			// NOTIFYs we answered before the caller's BYE are queued (see
+		case <-l.ended:
+			// NOTIFYs answered before the caller's BYE are queued (see
 			// onNotify) but may lose this select to the BYE: read them.
 			for queued := true; queued && r.NotifyStatus < 200; {
 				select {
-				case n := <-c.notifies:
+				case n := <-l.notifies:
 					final(n)
 				default:
 					queued = false
 				}
 			}
-			// The caller hung up: nothing is left to hang up.
 			switch {
 			case r.NotifyStatus < 200:
-				r.Reason = "the caller hung up before the final NOTIFY"
+				r.Reason = l.gone() + " before the final NOTIFY"
 			case r.NotifyStatus >= 300:
 				r.Reason = "the transfer failed with " + strconv.Itoa(r.NotifyStatus) + " and the caller hung up"
 			}
-			return r, false
-		case <-timer.C:
+			return r
+		case <-rctx.Done():
+			if w := why(); w != "" {
+				return fallback(w)
+			}
 			return fallback("no final NOTIFY within " + timeout.String())
-		case <-c.stopping:
-			return fallback("Switchback is shutting down")
 		}
 	}
 }
 
 // onNotify takes the NOTIFYs of a REFER's subscription.
-func (e *Edge) onNotify(req *sip.Request, tx sip.ServerTransaction) {
-	if !validate(req, tx) {
-		return
-	}
-	c := e.callOf(req)
-	if c == nil {
-		respond(tx, req, 481, "Subscription Does Not Exist")
-		return
-	}
+func (l *leg) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	event := req.GetHeader("Event")
 	if event == nil {
 		event = req.GetHeader("o") // compact form
@@ -154,7 +158,7 @@ func (e *Edge) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	// Queued before the 200 goes out: a BYE the caller sends once it has
 	// the 200 then finds the NOTIFY already there.
 	select {
-	case c.notifies <- referNotify{id: id, status: status}:
+	case l.notifies <- referNotify{id: id, status: status}:
 	default: // nobody is waiting on that many: drop
 	}
 	respond(tx, req, 200, "OK")
@@ -174,3 +178,15 @@ func sipfragStatus(body []byte) (int, bool) {
 	}
 	return code, true
 }
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// byeTimeout bounds a BYE the edge sends on its own.
+const byeTimeout = 5 * time.Second

@@ -54,7 +54,7 @@ func decodeReturnResult(s string) (*switchback.ReturnResult, error) {
 }
 
 // SetReturnResult implements switchback.Store.
-func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult) error {
+func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switchback.ReturnResult, by switchback.NodeLease, now time.Time) error {
 	if r == nil {
 		return switchback.Errorf(switchback.EINVALID, "no return result for call transfer %q", id)
 	}
@@ -63,27 +63,21 @@ func (db *DB) SetReturnResult(ctx context.Context, tenantID, id string, r *switc
 		return fmt.Errorf("encode return result: %w", err)
 	}
 	err = db.inTx(ctx, func(tx *wtx) error {
-		_, err := db.setReturnResult(ctx, tx, tenantID, id, result)
+		_, err := db.setReturnResult(ctx, tx, tenantID, id, result, by, now)
 		return err
 	})
 	return wrap("set return result", err)
 }
 
-// setReturnResult records an encoded result on a COMPLETED transfer. It
-// writes nothing when it fails.
-func (db *DB) setReturnResult(ctx context.Context, tx *wtx, tenantID, id string, result any) (*switchback.Transfer, error) {
+// setReturnResult records an encoded result on a COMPLETED transfer, fenced
+// by by. It writes nothing when it fails.
+func (db *DB) setReturnResult(ctx context.Context, tx *wtx, tenantID, id string, result any, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
+	cond, condArgs := ownedBy(&by, now)
 	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET return_result = ?
-		WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
-		result, tenantID, id, switchback.StatusCompleted))
+		WHERE tenant_id = ? AND id = ? AND status = ?`+cond+` RETURNING `+transferColumns,
+		append([]any{result, tenantID, id, switchback.StatusCompleted}, condArgs...)...))
 	if errors.Is(err, sql.ErrNoRows) {
-		var status string
-		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, notFound(id)
-		} else if err != nil {
-			return nil, err
-		}
-		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not COMPLETED", id, status)
+		return nil, refuseWrite(ctx, tx, tenantID, id, switchback.StatusCompleted, &by, now)
 	} else if err != nil {
 		return nil, err
 	}
@@ -94,7 +88,7 @@ func (db *DB) setReturnResult(ctx context.Context, tx *wtx, tenantID, id string,
 // EndCall implements switchback.Store. Everything is encoded and checked
 // before the transaction; in it, only the first statement can be refused,
 // and then nothing has been written.
-func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	var output sql.NullString
 	var err error
 	if e.Output != nil {
@@ -118,20 +112,21 @@ func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, now time.Time)
 	err = db.inTx(ctx, func(tx *wtx) error {
 		var err error
 		if e.Output != nil {
-			if t, err = db.complete(ctx, tx, e.TenantID, e.ID, output, now); err != nil {
+			if t, err = db.complete(ctx, tx, e.TenantID, e.ID, output, &by, now); err != nil {
 				return err
 			}
 		}
 		if e.Result != nil {
-			if t, err = db.setReturnResult(ctx, tx, e.TenantID, e.ID, result); err != nil {
+			if t, err = db.setReturnResult(ctx, tx, e.TenantID, e.ID, result, by, now); err != nil {
 				return err
 			}
 		}
 		if t == nil {
-			if t, err = scanTransfer(tx.queryRow(ctx, `SELECT `+transferColumns+` FROM transfers WHERE tenant_id = ? AND id = ?`,
-				e.TenantID, e.ID)); errors.Is(err, sql.ErrNoRows) {
-				return notFound(e.ID)
-			} else if err != nil {
+			// Only a record: it is fenced by the call's owner all the same.
+			if err := refuseWrite(ctx, tx, e.TenantID, e.ID, "", &by, now); err != nil {
+				return err
+			}
+			if t, err = db.txTransfer(ctx, tx, e.TenantID, e.ID); err != nil {
 				return err
 			}
 		}
@@ -224,12 +219,19 @@ func (db *DB) Conversation(ctx context.Context, tenantID, externalID string) (*s
 }
 
 // RecordConversation implements switchback.Store.
-func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, now time.Time) error {
+func (db *DB) RecordConversation(ctx context.Context, r *switchback.ConversationRecord, by switchback.NodeLease, now time.Time) error {
 	rec, err := encodeRecord(r)
 	if err != nil {
 		return err
 	}
-	return wrap("record conversation", db.inTx(ctx, func(tx *wtx) error { return db.record(ctx, tx, rec, now) }))
+	return wrap("record conversation", db.inTx(ctx, func(tx *wtx) error {
+		if live, err := leaseLive(ctx, tx, by, now); err != nil {
+			return err
+		} else if !live {
+			return switchback.LeaseLostError(by)
+		}
+		return db.record(ctx, tx, rec, now)
+	}))
 }
 
 // encodedRecord is a conversation record checked and encoded for the store.

@@ -177,7 +177,8 @@ func fromMicros(us int64) time.Time {
 
 const transferColumns = `tenant_id, id, external_conversation_id, type, status, input_context, output_context,
 	country, transfer_number, return_uri, return_transfer_type, return_auth_username, return_auth_password,
-	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at, return_result`
+	created_at, expires_at, call_received_at, completed_at, request_hash, number_released_at, return_result,
+	owner_node, owner_epoch`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -191,7 +192,7 @@ func scanTransfer(row scanner) (*switchback.Transfer, error) {
 	)
 	err := row.Scan(&t.TenantID, &t.ID, &t.ExternalConversationID, &t.Type, &t.Status, &input, &output,
 		&country, &number, &uri, &rtype, &user, &pass, &created, &expires, &received, &completed, &t.RequestHash, &released,
-		&result)
+		&result, &t.Owner.Node, &t.Owner.Epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +277,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 			sip = *t.SIP
 		}
 		res, err := tx.exec(ctx, `INSERT INTO transfers (`+transferColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0, NULL)
+			VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0, NULL, '', 0)
 			ON CONFLICT (tenant_id, id) DO NOTHING`,
 			t.TenantID, t.ID, t.ExternalConversationID, t.Type, switchback.StatusActive, input,
 			country, number, sip.ReturnURI, sip.ReturnTransferType, sip.ReturnAuthUsername, sip.ReturnAuthPassword,
@@ -311,7 +312,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *switchback.Transfer, now ti
 func newlyStored(t *switchback.Transfer, number string) *switchback.Transfer {
 	s := *t
 	s.Status = switchback.StatusActive
-	s.OutputContext, s.ReturnResult = nil, nil
+	s.OutputContext, s.ReturnResult, s.Owner = nil, nil, switchback.NodeLease{}
 	s.CallReceivedAt, s.CompletedAt = time.Time{}, time.Time{}
 	s.CreatedAt, s.ExpiresAt = fromMicros(micros(t.CreatedAt)), fromMicros(micros(t.ExpiresAt))
 	if t.PhoneNumber != nil {
@@ -413,29 +414,54 @@ func (db *DB) ListTransfers(ctx context.Context, f switchback.TransferFilter) ([
 }
 
 // MatchTransfer implements switchback.Store.
-func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) MatchTransfer(ctx context.Context, tenantID, id string, c switchback.CallClaim, now time.Time) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
 	err := db.inTx(ctx, func(tx *wtx) error {
 		var err error
-		t, err = db.match(ctx, tx, tenantID, id, now)
+		t, err = db.match(ctx, tx, tenantID, id, c, now)
 		return err
 	})
 	return t, wrap("match transfer", err)
 }
 
-func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) (*switchback.Transfer, error) {
-	// The single writer makes the live-leg check and the move one atomic
-	// step: no other transaction runs between them.
-	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?, number_released_at = ?
+func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, c switchback.CallClaim, now time.Time) (*switchback.Transfer, error) {
+	// The single writer makes the checks and the move one atomic step: no
+	// other transaction runs between them. Every refusal comes before the
+	// first write.
+	if live, err := leaseLive(ctx, tx, c.Owner, now); err != nil {
+		return nil, err
+	} else if !live {
+		return nil, switchback.LeaseLostError(c.Owner)
+	}
+	var slot sql.NullInt64 // none without a limit
+	if c.MaxCalls > 0 {
+		s, err := callSlot(ctx, tx, tenantID, c.MaxCalls)
+		if switchback.ErrorCode(err) == switchback.EBUSY {
+			// A call that could not be matched anyway says why.
+			if err := db.refuseMatch(ctx, tx, tenantID, id, now); err != nil {
+				return nil, err
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		slot = sql.NullInt64{Int64: s, Valid: true}
+	}
+	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers SET status = ?, call_received_at = ?, number_released_at = ?,
+			owner_node = ?, owner_epoch = ?, call_slot = ?
 		WHERE tenant_id = ? AND id = ? AND status = ? AND expires_at > ?
 			AND (external_conversation_id = '' OR NOT EXISTS (SELECT 1 FROM transfers AS live
 				WHERE live.tenant_id = transfers.tenant_id
 					AND live.external_conversation_id = transfers.external_conversation_id
 					AND live.status = 'ONGOING'))
 		RETURNING `+transferColumns,
-		switchback.StatusOngoing, micros(now), micros(now), tenantID, id, switchback.StatusActive, micros(now)))
+		switchback.StatusOngoing, micros(now), micros(now), c.Owner.Node, c.Owner.Epoch, slot,
+		tenantID, id, switchback.StatusActive, micros(now)))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, db.whyNoMatch(ctx, tx, tenantID, id, now)
+		if err := db.refuseMatch(ctx, tx, tenantID, id, now); err != nil {
+			return nil, err
+		}
+		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
 	} else if err != nil {
 		return nil, err
 	}
@@ -446,9 +472,10 @@ func (db *DB) match(ctx context.Context, tx *wtx, tenantID, id string, now time.
 	return t, db.releaseNumber(ctx, tx, tenantID, id, now)
 }
 
-// whyNoMatch says why match moved nothing: no such transfer, one that can
-// no longer take a call, or a conversation with another leg live.
-func (db *DB) whyNoMatch(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) error {
+// refuseMatch says why a transfer cannot be matched at now: no such
+// transfer, one that can no longer take a call, or a conversation with
+// another leg live; nil when nothing stands in the way.
+func (db *DB) refuseMatch(ctx context.Context, tx *wtx, tenantID, id string, now time.Time) error {
 	var (
 		status, ext string
 		expires     int64
@@ -460,19 +487,19 @@ func (db *DB) whyNoMatch(ctx context.Context, tx *wtx, tenantID, id string, now 
 	} else if err != nil {
 		return err
 	}
-	if switchback.Status(status) == switchback.StatusActive && expires > micros(now) {
-		live, err := liveLeg(ctx, tx, tenantID, ext, id)
-		if err != nil {
-			return err
-		} else if live != "" {
-			return switchback.LiveLegError(ext, live)
-		}
+	if switchback.Status(status) != switchback.StatusActive || expires <= micros(now) {
+		return switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
 	}
-	return switchback.Errorf(switchback.EGONE, "call transfer %q can no longer take a call", id)
+	if live, err := liveLeg(ctx, tx, tenantID, ext, id); err != nil {
+		return err
+	} else if live != "" {
+		return switchback.LiveLegError(ext, live)
+	}
+	return nil
 }
 
 // MatchNumber implements switchback.Store.
-func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) MatchNumber(ctx context.Context, e164 string, c switchback.CallClaim, now time.Time) (*switchback.Transfer, error) {
 	var t *switchback.Transfer
 	err := db.inTx(ctx, func(tx *wtx) error {
 		var tenantID, id string
@@ -484,14 +511,14 @@ func (db *DB) MatchNumber(ctx context.Context, e164 string, now time.Time) (*swi
 		} else if err != nil {
 			return err
 		}
-		t, err = db.match(ctx, tx, tenantID, id, now)
+		t, err = db.match(ctx, tx, tenantID, id, c, now)
 		return err
 	})
 	return t, wrap("match number", err)
 }
 
 // CompleteTransfer implements switchback.Store.
-func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, now time.Time) (*switchback.Transfer, error) {
+func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *switchback.OutputContext, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	output, err := jsonOrNull(out, out == nil)
 	if err != nil {
 		return nil, fmt.Errorf("encode output context: %w", err)
@@ -499,28 +526,23 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 	var t *switchback.Transfer
 	err = db.inTx(ctx, func(tx *wtx) error {
 		var err error
-		t, err = db.complete(ctx, tx, tenantID, id, output, now)
+		t, err = db.complete(ctx, tx, tenantID, id, output, &by, now)
 		return err
 	})
 	return t, wrap("complete transfer", err)
 }
 
-// complete moves a transfer ONGOING→COMPLETED with its encoded output. It
-// writes nothing when it fails.
-func (db *DB) complete(ctx context.Context, tx *wtx, tenantID, id string, output any, now time.Time) (*switchback.Transfer, error) {
+// complete moves a transfer ONGOING→COMPLETED with its encoded output,
+// fenced by by (see switchback.Store), or whoever owns it when by is nil.
+// It writes nothing when it fails.
+func (db *DB) complete(ctx context.Context, tx *wtx, tenantID, id string, output any, by *switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
+	cond, condArgs := ownedBy(by, now)
 	t, err := scanTransfer(tx.queryRow(ctx, `UPDATE transfers
 		SET status = ?, completed_at = ?, output_context = ?, return_auth_password = ''
-		WHERE tenant_id = ? AND id = ? AND status = ? RETURNING `+transferColumns,
-		switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing))
+		WHERE tenant_id = ? AND id = ? AND status = ?`+cond+` RETURNING `+transferColumns,
+		append([]any{switchback.StatusCompleted, micros(now), output, tenantID, id, switchback.StatusOngoing}, condArgs...)...))
 	if errors.Is(err, sql.ErrNoRows) {
-		var status string
-		err := tx.queryRow(ctx, `SELECT status FROM transfers WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, notFound(id)
-		} else if err != nil {
-			return nil, err
-		}
-		return nil, switchback.Errorf(switchback.EGONE, "call transfer %q is %s, not ONGOING", id, status)
+		return nil, refuseWrite(ctx, tx, tenantID, id, switchback.StatusOngoing, by, now)
 	} else if err != nil {
 		return nil, err
 	}
@@ -611,7 +633,7 @@ func (db *DB) AbandonCalls(ctx context.Context, receivedBefore, now time.Time, l
 			return err
 		}
 		for _, k := range keys {
-			if _, err := db.complete(ctx, tx, k.TenantID, k.ID, output, now); err != nil {
+			if _, err := db.complete(ctx, tx, k.TenantID, k.ID, output, nil, now); err != nil {
 				// Not ONGOING any more can only be a domain error before any
 				// write: the rows were read in this transaction.
 				return err

@@ -84,9 +84,9 @@ func TestCacheAgreesWithTheFile(t *testing.T) {
 		wg.Add(3)
 		go func() {
 			defer wg.Done()
-			if _, err := db.MatchTransfer(ctx, "a", id, now); err == nil {
-				db.CompleteTransfer(ctx, "a", id, &switchback.OutputContext{TransferType: switchback.TransferAgent}, now)
-				db.SetReturnResult(ctx, "a", id, &switchback.ReturnResult{Method: switchback.ReturnBYE, At: now})
+			if _, err := db.MatchTransfer(ctx, "a", id, switchback.CallClaim{}, now); err == nil {
+				db.CompleteTransfer(ctx, "a", id, &switchback.OutputContext{TransferType: switchback.TransferAgent}, switchback.NodeLease{}, now)
+				db.SetReturnResult(ctx, "a", id, &switchback.ReturnResult{Method: switchback.ReturnBYE, At: now}, switchback.NodeLease{}, now)
 			}
 		}()
 		go func() { defer wg.Done(); db.ExpireDue(ctx, now, 5) }()

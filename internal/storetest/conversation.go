@@ -21,14 +21,14 @@ func leg(tenant, id, ext string, now time.Time) *switchback.Transfer {
 
 func mustMatch(t *testing.T, s switchback.Store, tenant, id string, now time.Time) {
 	t.Helper()
-	if _, err := s.MatchTransfer(context.Background(), tenant, id, now); err != nil {
+	if _, err := s.MatchTransfer(context.Background(), tenant, id, noClaim, now); err != nil {
 		t.Fatalf("match %s: %v", id, err)
 	}
 }
 
 func mustComplete(t *testing.T, s switchback.Store, tenant, id string, now time.Time) {
 	t.Helper()
-	if _, err := s.CompleteTransfer(context.Background(), tenant, id, &switchback.OutputContext{TransferType: switchback.TransferSystem}, now); err != nil {
+	if _, err := s.CompleteTransfer(context.Background(), tenant, id, &switchback.OutputContext{TransferType: switchback.TransferSystem}, noLease, now); err != nil {
 		t.Fatalf("complete %s: %v", id, err)
 	}
 }
@@ -51,24 +51,24 @@ func testReturnResult(t *testing.T, open Opener) {
 	r := &switchback.ReturnResult{Method: switchback.ReturnREFER, SIPStatus: 202, NotifyStatus: 503, Fallback: true,
 		Reason: "the REFER target answered 503", At: t0.Add(40*time.Second + 123456*time.Microsecond)}
 
-	err := s.SetReturnResult(ctx, "acme", "t-1", r)
+	err := s.SetReturnResult(ctx, "acme", "t-1", r, noLease, t0)
 	wantCode(t, err, switchback.EGONE) // ACTIVE
 	mustMatch(t, s, "acme", "t-1", t0.Add(time.Second))
-	err = s.SetReturnResult(ctx, "acme", "t-1", r)
+	err = s.SetReturnResult(ctx, "acme", "t-1", r, noLease, t0)
 	wantCode(t, err, switchback.EGONE) // ONGOING: the output context comes first
-	err = s.SetReturnResult(ctx, "acme", "nope", r)
+	err = s.SetReturnResult(ctx, "acme", "nope", r, noLease, t0)
 	wantCode(t, err, switchback.ENOTFOUND)
-	err = s.SetReturnResult(ctx, "globex", "t-1", r)
+	err = s.SetReturnResult(ctx, "globex", "t-1", r, noLease, t0)
 	wantCode(t, err, switchback.ENOTFOUND)
 
-	done, err := s.CompleteTransfer(ctx, "acme", "t-1", &switchback.OutputContext{TransferType: switchback.TransferAgent}, t0.Add(40*time.Second))
+	done, err := s.CompleteTransfer(ctx, "acme", "t-1", &switchback.OutputContext{TransferType: switchback.TransferAgent}, noLease, t0.Add(40*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if done.ReturnResult != nil {
 		t.Fatalf("return result %+v before one was set", done.ReturnResult)
 	}
-	if err := s.SetReturnResult(ctx, "acme", "t-1", r); err != nil {
+	if err := s.SetReturnResult(ctx, "acme", "t-1", r, noLease, t0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Transfer(ctx, "acme", "t-1")
@@ -91,7 +91,7 @@ func testReturnResult(t *testing.T, open Opener) {
 
 	// A later result replaces it; zero fields stay zero.
 	bye := &switchback.ReturnResult{Method: switchback.ReturnBYE, At: t0.Add(41 * time.Second)}
-	if err := s.SetReturnResult(ctx, "acme", "t-1", bye); err != nil {
+	if err := s.SetReturnResult(ctx, "acme", "t-1", bye, noLease, t0); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = s.Transfer(ctx, "acme", "t-1")
@@ -150,7 +150,7 @@ func testConversationLegs(t *testing.T, open Opener) {
 	wantCode(t, err, switchback.ENOTFOUND)
 
 	// A record alone makes a conversation, of its tenant only.
-	if err := s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "globex", ExternalID: "c9"}, t0); err != nil {
+	if err := s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "globex", ExternalID: "c9"}, noLease, t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Conversation(ctx, "globex", "c9"); err != nil {
@@ -171,7 +171,7 @@ func testConversationRecords(t *testing.T, open Opener) {
 			{At: at, TransferID: "l-1", Type: switchback.EventPrompt, Data: map[string]string{"name": "welcome"}},
 			{At: at, TransferID: "l-1", Type: switchback.EventDigit, Data: map[string]string{"digit": "1", "leg": "caller"}},
 		},
-	}, at)
+	}, noLease, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func testConversationRecords(t *testing.T, open Opener) {
 	err = s.RecordConversation(ctx, &switchback.ConversationRecord{
 		TenantID: "acme", ExternalID: "c1",
 		Events: []switchback.ConversationEvent{{TransferID: "l-1", Type: switchback.EventHold}},
-	}, at2)
+	}, noLease, at2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func testConversationRecords(t *testing.T, open Opener) {
 
 	// A new state replaces the old one; a leg older than the record moves
 	// the creation back.
-	if err := s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "acme", ExternalID: "c1", State: json.RawMessage(`[2]`)}, t0.Add(3*time.Second)); err != nil {
+	if err := s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "acme", ExternalID: "c1", State: json.RawMessage(`[2]`)}, noLease, t0.Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, s, leg("acme", "l-1", "c1", t0))
@@ -231,11 +231,11 @@ func testConversationRecords(t *testing.T, open Opener) {
 		big.Events = append(big.Events, switchback.ConversationEvent{At: t0, Type: switchback.EventDigit,
 			Data: map[string]string{"digit": fmt.Sprint(i)}})
 	}
-	if err := s.RecordConversation(ctx, big, t0); err != nil {
+	if err := s.RecordConversation(ctx, big, noLease, t0); err != nil {
 		t.Fatal(err)
 	}
 	big.Events = append(big.Events, big.Events[0])
-	err = s.RecordConversation(ctx, big, t0)
+	err = s.RecordConversation(ctx, big, noLease, t0)
 	wantCode(t, err, switchback.EINVALID)
 	c, err = s.Conversation(ctx, "acme", "c2")
 	if err != nil {
@@ -256,7 +256,7 @@ func testConversationRecords(t *testing.T, open Opener) {
 		"no external id":   {TenantID: "acme"},
 		"no tenant at all": {ExternalID: "c3"},
 	} {
-		if err := s.RecordConversation(ctx, bad, t0); switchback.ErrorCode(err) != switchback.EINVALID {
+		if err := s.RecordConversation(ctx, bad, noLease, t0); switchback.ErrorCode(err) != switchback.EINVALID {
 			t.Errorf("%s: %v, want EINVALID", name, err)
 		}
 	}
@@ -279,13 +279,13 @@ func testMatchRefusesSecondLiveLeg(t *testing.T, open Opener) {
 	mustCreate(t, s, leg("acme", "other", "c2", t0))
 
 	mustMatch(t, s, "acme", "l-1", t0.Add(time.Second))
-	_, err := s.MatchTransfer(ctx, "acme", "l-2", t0.Add(2*time.Second))
+	_, err := s.MatchTransfer(ctx, "acme", "l-2", noClaim, t0.Add(2*time.Second))
 	wantCode(t, err, switchback.ECONFLICT)
 	if msg := switchback.ErrorMessage(err); !strings.Contains(msg, `"c1"`) || !strings.Contains(msg, `"l-1"`) {
 		t.Fatalf("conflict message %q names neither the conversation nor its live leg", msg)
 	}
 	wantStatus(t, s, "acme", "l-2", switchback.StatusActive)
-	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(2*time.Second))
+	_, err = s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(2*time.Second))
 	wantCode(t, err, switchback.ECONFLICT)
 	wantStatus(t, s, "acme", "p-3", switchback.StatusActive)
 	ns, _ := s.Numbers(ctx, "US", t0.Add(2*time.Second))
@@ -293,7 +293,7 @@ func testMatchRefusesSecondLiveLeg(t *testing.T, open Opener) {
 		t.Fatalf("a refused match released the number: %+v", ns)
 	}
 	// An expired leg is gone whatever its conversation does.
-	_, err = s.MatchTransfer(ctx, "acme", "l-2", t0.Add(time.Minute))
+	_, err = s.MatchTransfer(ctx, "acme", "l-2", noClaim, t0.Add(time.Minute))
 	wantCode(t, err, switchback.EGONE)
 
 	// Another tenant's conversation of the same id, and another
@@ -304,10 +304,10 @@ func testMatchRefusesSecondLiveLeg(t *testing.T, open Opener) {
 	mustComplete(t, s, "acme", "l-1", t0.Add(3*time.Second))
 	mustMatch(t, s, "acme", "l-2", t0.Add(4*time.Second))
 	wantStatus(t, s, "acme", "l-2", switchback.StatusOngoing)
-	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(5*time.Second))
+	_, err = s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(5*time.Second))
 	wantCode(t, err, switchback.ECONFLICT)
 	mustComplete(t, s, "acme", "l-2", t0.Add(6*time.Second))
-	got, err := s.MatchNumber(ctx, "+12025550100", t0.Add(7*time.Second))
+	got, err := s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(7*time.Second))
 	if err != nil || got.ID != "p-3" {
 		t.Fatalf("match number after the live leg ended: %+v, %v", got, err)
 	}
@@ -377,7 +377,7 @@ func ConcurrentLegMatches(t *testing.T, stores []switchback.Store) {
 			go func(s switchback.Store, id string) {
 				defer wg.Done()
 				<-start
-				_, err := s.MatchTransfer(ctx, "acme", id, now.Add(time.Millisecond))
+				_, err := s.MatchTransfer(ctx, "acme", id, noClaim, now.Add(time.Millisecond))
 				switch switchback.ErrorCode(err) {
 				case "":
 					mu.Lock()
@@ -427,22 +427,22 @@ func testEndCall(t *testing.T, open Opener) {
 			{At: t0.Add(3 * time.Second), TransferID: "e-1", Type: switchback.EventHandBack, Data: map[string]string{"method": "BYE"}}}}
 
 	// Refused while ACTIVE: nothing is written, the record included.
-	_, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, t0.Add(time.Second))
+	_, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, noLease, t0.Add(time.Second))
 	wantCode(t, err, switchback.EGONE)
 	if _, err := s.Conversation(ctx, "acme", "conv-e"); err != nil {
 		t.Fatal(err)
 	} else if c, _ := s.Conversation(ctx, "acme", "conv-e"); len(c.Events) != 0 || c.State != nil {
 		t.Fatalf("a refused EndCall recorded %+v", c)
 	}
-	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "nope", Output: out}, t0.Add(time.Second))
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "nope", Output: out}, noLease, t0.Add(time.Second))
 	wantCode(t, err, switchback.ENOTFOUND)
 	bad := *rec
 	bad.State = json.RawMessage(`{`)
-	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &bad}, t0.Add(time.Second))
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &bad}, noLease, t0.Add(time.Second))
 	wantCode(t, err, switchback.EINVALID)
 
 	mustMatch(t, s, "acme", "e-1", t0.Add(time.Second))
-	got, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, t0.Add(3*time.Second))
+	got, err := s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out, Result: res, Record: rec}, noLease, t0.Add(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,11 +464,11 @@ func testEndCall(t *testing.T, open Opener) {
 	// A second EndCall without an output adds a result and events to the
 	// completed transfer; with an output it is refused.
 	later := &switchback.ReturnResult{Method: switchback.ReturnINVITE, SIPStatus: 200, At: t0.Add(5 * time.Second)}
-	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out}, t0.Add(5*time.Second))
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Output: out}, noLease, t0.Add(5*time.Second))
 	wantCode(t, err, switchback.EGONE)
 	got, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Result: later,
 		Record: &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e",
-			Events: []switchback.ConversationEvent{{TransferID: "e-1", Type: switchback.EventCallEnded}}}}, t0.Add(5*time.Second))
+			Events: []switchback.ConversationEvent{{TransferID: "e-1", Type: switchback.EventCallEnded}}}}, noLease, t0.Add(5*time.Second))
 	if err != nil || got.ReturnResult == nil || *got.ReturnResult != *later {
 		t.Fatalf("second EndCall: %+v, %v", got, err)
 	}
@@ -476,7 +476,7 @@ func testEndCall(t *testing.T, open Opener) {
 		t.Fatalf("conversation after the second EndCall: %+v", c)
 	}
 	// Only a record: the transfer is returned as it is.
-	got, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e"}}, t0.Add(6*time.Second))
+	got, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "e-1", Record: &switchback.ConversationRecord{TenantID: "acme", ExternalID: "conv-e"}}, noLease, t0.Add(6*time.Second))
 	if err != nil || got.ID != "e-1" || got.Status != switchback.StatusCompleted {
 		t.Fatalf("record-only EndCall: %+v, %v", got, err)
 	}
@@ -496,7 +496,7 @@ func testAbandonCalls(t *testing.T, open Opener) {
 	mustMatch(t, s, "acme", "old", t0.Add(time.Second))
 	mustMatch(t, s, "acme", "young", t0.Add(90*time.Minute))
 	mustMatch(t, s, "acme", "done", t0.Add(time.Second))
-	if _, err := s.CompleteTransfer(ctx, "acme", "done", &switchback.OutputContext{TransferType: switchback.TransferAgent}, t0.Add(2*time.Second)); err != nil {
+	if _, err := s.CompleteTransfer(ctx, "acme", "done", &switchback.OutputContext{TransferType: switchback.TransferAgent}, noLease, t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(5 * time.Hour)

@@ -24,6 +24,13 @@ const Quarantine = 10 * time.Second
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// noLease and noClaim write and match calls without a node lease, as a
+// single node without one does: the tests that are not about fencing.
+var (
+	noLease switchback.NodeLease
+	noClaim switchback.CallClaim
+)
+
 // Run runs the whole suite against stores made by open.
 func Run(t *testing.T, open Opener) {
 	tests := []struct {
@@ -67,6 +74,14 @@ func Run(t *testing.T, open Opener) {
 		{"MatchRefusesSecondLiveLeg", testMatchRefusesSecondLiveLeg},
 		{"CreateRefusedWhileLegLive", testCreateRefusedWhileLegLive},
 		{"ConcurrentLegMatchesHaveOneWinner", testConcurrentLegMatches},
+		{"NodeLeases", testNodeLeases},
+		{"NodeLeaseExpires", testLeaseExpires},
+		{"FencedWritesLeaveTheTakeoverIntact", testFencedWrites},
+		{"TakeOverCallsOfDeadLeases", testTakeOverCalls},
+		{"TakeOverLimit", testTakeOverLimit},
+		{"CallLimit", testCallLimit},
+		{"ConcurrentMatchesKeepTheCallLimit", testConcurrentCallLimit},
+		{"ConcurrentTakeoversMoveEachCallOnce", testConcurrentTakeovers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -244,9 +259,9 @@ func testTenantsAreSeparate(t *testing.T, open Opener) {
 	mustCreate(t, s, sipTransfer("globex", "same", t0))
 	_, err := s.Transfer(ctx, "initech", "same")
 	wantCode(t, err, switchback.ENOTFOUND)
-	_, err = s.MatchTransfer(ctx, "initech", "same", t0)
+	_, err = s.MatchTransfer(ctx, "initech", "same", noClaim, t0)
 	wantCode(t, err, switchback.ENOTFOUND)
-	if _, err := s.MatchTransfer(ctx, "acme", "same", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "same", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
 	g, err := s.Transfer(ctx, "globex", "same")
@@ -309,7 +324,7 @@ func testLeastRecentlyReleasedFirst(t *testing.T, open Opener) {
 		byNumber[tr.PhoneNumber.TransferNumber] = tr.ID
 	}
 	for i, n := range []string{"+12025550102", "+12025550100", "+12025550101"} {
-		if _, err := s.MatchTransfer(ctx, "acme", byNumber[n], t0.Add(time.Duration(i+1)*time.Second)); err != nil {
+		if _, err := s.MatchTransfer(ctx, "acme", byNumber[n], noClaim, t0.Add(time.Duration(i+1)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -328,7 +343,7 @@ func testQuarantine(t *testing.T, open Opener) {
 	addNumbers(t, s, "US", "", "+12025550100")
 	mustCreate(t, s, phoneTransfer("acme", "p-1", "US", t0))
 	released := t0.Add(5 * time.Second)
-	if _, err := s.MatchTransfer(ctx, "acme", "p-1", released); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "p-1", noClaim, released); err != nil {
 		t.Fatal(err)
 	}
 	ns, err := s.Numbers(ctx, "", released.Add(time.Second))
@@ -354,7 +369,7 @@ func testMatch(t *testing.T, open Opener) {
 	ctx := context.Background()
 	mustCreate(t, s, sipTransfer("acme", "t-1", t0))
 	at := t0.Add(3 * time.Second)
-	got, err := s.MatchTransfer(ctx, "acme", "t-1", at)
+	got, err := s.MatchTransfer(ctx, "acme", "t-1", noClaim, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,9 +379,9 @@ func testMatch(t *testing.T, open Opener) {
 	if got.SIP == nil || got.SIP.ReturnAuthPassword != "s3cret" {
 		t.Fatalf("match must keep the return password for the INVITE return: %+v", got.SIP)
 	}
-	_, err = s.MatchTransfer(ctx, "acme", "t-1", at)
+	_, err = s.MatchTransfer(ctx, "acme", "t-1", noClaim, at)
 	wantCode(t, err, switchback.EGONE)
-	_, err = s.MatchTransfer(ctx, "acme", "missing", at)
+	_, err = s.MatchTransfer(ctx, "acme", "missing", noClaim, at)
 	wantCode(t, err, switchback.ENOTFOUND)
 	stored, _ := s.Transfer(ctx, "acme", "t-1")
 	if stored.Status != switchback.StatusOngoing || !sameTime(stored.CallReceivedAt, at) {
@@ -378,7 +393,7 @@ func testMatchRefusesExpired(t *testing.T, open Opener) {
 	s := open(t, Quarantine)
 	ctx := context.Background()
 	mustCreate(t, s, sipTransfer("acme", "t-1", t0))
-	_, err := s.MatchTransfer(ctx, "acme", "t-1", t0.Add(time.Minute))
+	_, err := s.MatchTransfer(ctx, "acme", "t-1", noClaim, t0.Add(time.Minute))
 	wantCode(t, err, switchback.EGONE)
 	stored, _ := s.Transfer(ctx, "acme", "t-1")
 	if stored.Status != switchback.StatusActive {
@@ -403,13 +418,13 @@ func testMatchNumber(t *testing.T, open Opener) {
 	if st, _ := s.Transfer(ctx, "acme", "p-1"); st.Status != switchback.StatusActive {
 		t.Fatalf("NumberHolder changed the status to %s", st.Status)
 	}
-	_, err = s.MatchNumber(ctx, "+12025550101", t0)
+	_, err = s.MatchNumber(ctx, "+12025550101", noClaim, t0)
 	wantCode(t, err, switchback.ENOTFOUND)
-	_, err = s.MatchNumber(ctx, "+19999999999", t0)
+	_, err = s.MatchNumber(ctx, "+19999999999", noClaim, t0)
 	wantCode(t, err, switchback.ENOTFOUND)
-	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(time.Minute))
+	_, err = s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(time.Minute))
 	wantCode(t, err, switchback.ENOTFOUND)
-	got, err := s.MatchNumber(ctx, "+12025550100", t0.Add(time.Second))
+	got, err := s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +435,7 @@ func testMatchNumber(t *testing.T, open Opener) {
 		t.Fatalf("the transfer must keep showing its number and when it released it: %+v", got.PhoneNumber)
 	}
 	// The number was released: a repeated dial reaches nothing.
-	_, err = s.MatchNumber(ctx, "+12025550100", t0.Add(2*time.Second))
+	_, err = s.MatchNumber(ctx, "+12025550100", noClaim, t0.Add(2*time.Second))
 	wantCode(t, err, switchback.ENOTFOUND)
 	_, err = s.NumberHolder(ctx, "+12025550100", t0.Add(2*time.Second))
 	wantCode(t, err, switchback.ENOTFOUND)
@@ -442,13 +457,13 @@ func testComplete(t *testing.T, open Opener) {
 		ReferenceVariables: map[string]string{"account_balance": "1250.00"},
 		TransferVariables:  map[string]string{"priority": "high"},
 	}
-	_, err := s.CompleteTransfer(ctx, "acme", "t-1", out, t0)
+	_, err := s.CompleteTransfer(ctx, "acme", "t-1", out, noLease, t0)
 	wantCode(t, err, switchback.EGONE)
-	if _, err := s.MatchTransfer(ctx, "acme", "t-1", t0.Add(time.Second)); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "t-1", noClaim, t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	at := t0.Add(30 * time.Second)
-	got, err := s.CompleteTransfer(ctx, "acme", "t-1", out, at)
+	got, err := s.CompleteTransfer(ctx, "acme", "t-1", out, noLease, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,17 +483,17 @@ func testComplete(t *testing.T, open Opener) {
 	if stored.SIP.ReturnAuthUsername != "sbc" || stored.SIP.ReturnURI != "sip:user@sbc.example.com;User-to-User=UUI-1?X-Foo=1" {
 		t.Fatalf("completion changed the sip object: %+v", stored.SIP)
 	}
-	_, err = s.CompleteTransfer(ctx, "acme", "t-1", out, at)
+	_, err = s.CompleteTransfer(ctx, "acme", "t-1", out, noLease, at)
 	wantCode(t, err, switchback.EGONE)
-	_, err = s.CompleteTransfer(ctx, "acme", "nope", out, at)
+	_, err = s.CompleteTransfer(ctx, "acme", "nope", out, noLease, at)
 	wantCode(t, err, switchback.ENOTFOUND)
 
 	// A caller who hangs up first leaves no variables.
 	mustCreate(t, s, sipTransfer("acme", "t-2", t0))
-	if _, err := s.MatchTransfer(ctx, "acme", "t-2", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "t-2", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CompleteTransfer(ctx, "acme", "t-2", &switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect}, at); err != nil {
+	if _, err := s.CompleteTransfer(ctx, "acme", "t-2", &switchback.OutputContext{TransferType: switchback.TransferCallerDisconnect}, noLease, at); err != nil {
 		t.Fatal(err)
 	}
 	stored, _ = s.Transfer(ctx, "acme", "t-2")
@@ -522,7 +537,7 @@ func testExpireTransfer(t *testing.T, open Opener) {
 	}
 	// An ongoing transfer never expires.
 	mustCreate(t, s, sipTransfer("acme", "t-2", t0))
-	if _, err := s.MatchTransfer(ctx, "acme", "t-2", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "t-2", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
 	if moved, _ := s.ExpireTransfer(ctx, "acme", "t-2", at.Add(time.Hour)); moved {
@@ -578,7 +593,7 @@ func testPendingExpiries(t *testing.T, open Opener) {
 		tr.ExpiresAt = t0.Add(d * time.Second)
 		mustCreate(t, s, tr)
 	}
-	if _, err := s.MatchTransfer(ctx, "acme", "t-1", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "t-1", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.PendingExpiries(ctx, 10)
@@ -645,7 +660,7 @@ func testCount(t *testing.T, open Opener) {
 	for i := 0; i < 3; i++ {
 		mustCreate(t, s, sipTransfer("acme", fmt.Sprintf("t-%d", i), t0))
 	}
-	if _, err := s.MatchTransfer(ctx, "acme", "t-0", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "t-0", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
 	counts, err := s.CountTransfers(ctx)
@@ -668,7 +683,7 @@ func testNumbers(t *testing.T, open Opener) {
 	}
 	mustCreate(t, s, phoneTransfer("acme", "p-1", "US", t0))
 	mustCreate(t, s, phoneTransfer("acme", "p-2", "US", t0))
-	if _, err := s.MatchTransfer(ctx, "acme", "p-2", t0); err != nil {
+	if _, err := s.MatchTransfer(ctx, "acme", "p-2", noClaim, t0); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.Numbers(ctx, "", t0.Add(time.Second))
@@ -832,7 +847,7 @@ func testConcurrentLeases(t *testing.T, open Opener) {
 				end := got.ExpiresAt
 				if i%2 == 0 {
 					m := tick()
-					if _, err := s.MatchTransfer(ctx, "acme", got.ID, m); err == nil {
+					if _, err := s.MatchTransfer(ctx, "acme", got.ID, noClaim, m); err == nil {
 						end = m
 					}
 				}
@@ -906,7 +921,7 @@ func testRacingMoves(t *testing.T, open Opener) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, err := s.MatchTransfer(ctx, "acme", id, t0.Add(999*time.Millisecond))
+			_, err := s.MatchTransfer(ctx, "acme", id, noClaim, t0.Add(999*time.Millisecond))
 			matched = err == nil
 		}()
 		go func() {
@@ -926,7 +941,7 @@ func testRacingMoves(t *testing.T, open Opener) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := s.CompleteTransfer(ctx, "acme", id, &switchback.OutputContext{TransferType: switchback.TransferAgent}, t0.Add(2*time.Second))
+				_, err := s.CompleteTransfer(ctx, "acme", id, &switchback.OutputContext{TransferType: switchback.TransferAgent}, noLease, t0.Add(2*time.Second))
 				if err == nil {
 					mu.Lock()
 					wins++

@@ -19,6 +19,10 @@ type Policy struct {
 	PhoneNumberTTL time.Duration
 	SIPTTL         time.Duration
 	DefaultReturn  switchback.ReturnTransferType
+	// MaxCalls, when positive, is how many calls the tenant may have
+	// ONGOING at once across every node sharing the store: Match refuses
+	// one more with EBUSY.
+	MaxCalls int
 }
 
 // Options configure a Service.
@@ -36,8 +40,17 @@ type Options struct {
 	PollInterval time.Duration
 	// MaxCallDuration is how long after its call arrived an ONGOING
 	// transfer is taken for abandoned (its node died with the call) and
-	// completed as CALLER_DISCONNECT by the sweep; 0 never.
+	// completed as CALLER_DISCONNECT by the sweep; 0 never. It is the
+	// backstop behind the takeover of a lost node's calls (internal/fleet).
 	MaxCallDuration time.Duration
+	// Node returns the lease of the node this service runs on (see
+	// switchback.NodeLease): matches record it as the call's owner, and
+	// every write for a call carries it, so the store refuses them
+	// (EFENCED) once the lease is lost. Acquire the lease before the first
+	// call (fleet.Start). Nil: no lease, as a single node without one runs;
+	// its calls are never fenced and are left to the MaxCallDuration
+	// backstop.
+	Node func() switchback.NodeLease
 }
 
 // Service runs transfers' lifecycles. Start it with Run.
@@ -49,6 +62,7 @@ type Service struct {
 	sweep   time.Duration
 	maxCall time.Duration
 	poll    time.Duration
+	node    func() switchback.NodeLease
 
 	timers *timers
 	hub    hub
@@ -68,9 +82,12 @@ func New(o Options) *Service {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 250 * time.Millisecond
 	}
+	if o.Node == nil {
+		o.Node = func() switchback.NodeLease { return switchback.NodeLease{} }
+	}
 	return &Service{
 		store: o.Store, now: o.Clock, log: o.Log, policy: o.Policy,
-		sweep: o.SweepInterval, poll: o.PollInterval, maxCall: o.MaxCallDuration,
+		sweep: o.SweepInterval, poll: o.PollInterval, maxCall: o.MaxCallDuration, node: o.Node,
 		timers: newTimers(),
 		hub:    hub{waiters: map[key][]chan struct{}{}},
 	}
@@ -194,18 +211,28 @@ func (s *Service) Wait(ctx context.Context, tenantID, id string, want []switchba
 	}
 }
 
-// Match moves a SIP transfer ACTIVE→ONGOING for an arriving call.
+// Match moves a transfer ACTIVE→ONGOING for an arriving call, owned by
+// this node. The call is refused with EBUSY when the tenant's policy has a
+// MaxCalls and the tenant already has that many calls ONGOING, across
+// every node sharing the store; with EFENCED once this node's lease is
+// lost.
 func (s *Service) Match(ctx context.Context, tenantID, id string) (*switchback.Transfer, error) {
-	t, err := s.store.MatchTransfer(ctx, tenantID, id, s.now())
+	c := switchback.CallClaim{Owner: s.node()}
+	if p, ok := s.policy(tenantID); ok {
+		c.MaxCalls = p.MaxCalls
+	}
+	t, err := s.store.MatchTransfer(ctx, tenantID, id, c, s.now())
 	if err == nil {
 		s.moved(t)
 	}
 	return t, err
 }
 
-// MatchNumber moves the transfer leasing a dialled number ACTIVE→ONGOING.
+// MatchNumber moves the transfer leasing a dialled number ACTIVE→ONGOING,
+// owned by this node, without a limit on its tenant's calls: the SIP edge
+// names the transfer with NumberHolder and admits its call with Match.
 func (s *Service) MatchNumber(ctx context.Context, e164 string) (*switchback.Transfer, error) {
-	t, err := s.store.MatchNumber(ctx, e164, s.now())
+	t, err := s.store.MatchNumber(ctx, e164, switchback.CallClaim{Owner: s.node()}, s.now())
 	if err == nil {
 		s.moved(t)
 	}
@@ -218,8 +245,10 @@ func (s *Service) NumberHolder(ctx context.Context, e164 string) (switchback.Tra
 }
 
 // Complete moves a transfer ONGOING→COMPLETED with its output context.
+// Like every write for a call, it is refused with EFENCED once this node's
+// lease is lost, or when another node's lease owns the call.
 func (s *Service) Complete(ctx context.Context, tenantID, id string, out *switchback.OutputContext) (*switchback.Transfer, error) {
-	t, err := s.store.CompleteTransfer(ctx, tenantID, id, out, s.now())
+	t, err := s.store.CompleteTransfer(ctx, tenantID, id, out, s.node(), s.now())
 	if err == nil {
 		s.moved(t)
 	}
@@ -235,7 +264,7 @@ func (s *Service) SetReturnResult(ctx context.Context, tenantID, id string, r *s
 		stamped.At = s.now()
 		r = &stamped
 	}
-	return s.store.SetReturnResult(ctx, tenantID, id, r)
+	return s.store.SetReturnResult(ctx, tenantID, id, r, s.node(), s.now())
 }
 
 // EndCall writes what a call leaves as it ends, in one transaction (see
@@ -247,7 +276,7 @@ func (s *Service) EndCall(ctx context.Context, e *switchback.CallEnd) (*switchba
 		end.Result = &stamped
 		e = &end
 	}
-	t, err := s.store.EndCall(ctx, e, s.now())
+	t, err := s.store.EndCall(ctx, e, s.node(), s.now())
 	if err == nil && e.Output != nil {
 		s.moved(t)
 	}
@@ -270,7 +299,7 @@ func (s *Service) Conversation(ctx context.Context, tenantID, externalID string)
 
 // RecordConversation adds a leg's events and state to its conversation, now.
 func (s *Service) RecordConversation(ctx context.Context, r *switchback.ConversationRecord) error {
-	return s.store.RecordConversation(ctx, r, s.now())
+	return s.store.RecordConversation(ctx, r, s.node(), s.now())
 }
 
 func (s *Service) moved(t *switchback.Transfer) {

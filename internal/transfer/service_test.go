@@ -203,3 +203,78 @@ func TestSweepCompletesAbandonedCalls(t *testing.T) {
 		t.Fatalf("after 4 hours: %s %+v", got.Status, got.OutputContext)
 	}
 }
+
+// TestCallsCarryTheNodeLease: a match records the node's lease as the
+// call's owner, and once the lease is lost every write for the call is
+// refused.
+func TestCallsCarryTheNodeLease(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lease, err := db.AcquireNode(ctx, "a", 15*time.Second, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Store: db, Clock: func() time.Time { return t0 }, Node: func() switchback.NodeLease { return lease },
+		Policy: func(string) (Policy, bool) {
+			return Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnBYE}, true
+		}})
+	for _, id := range []string{"t1", "t2"} {
+		r := sipRequest(id, &switchback.SIP{})
+		r.ExternalConversationID = "c-" + id
+		if _, err := s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Match(ctx, "acme", "t1")
+	if err != nil || got.Owner != lease {
+		t.Fatalf("match: %+v, %v; want owned by %v", got, err, lease)
+	}
+	if _, err := db.AcquireNode(ctx, "a", 15*time.Second, t0); err != nil { // a new start takes the id
+		t.Fatal(err)
+	}
+	_, err = s.Complete(ctx, "acme", "t1", &switchback.OutputContext{TransferType: switchback.TransferAgent})
+	wantFenced(t, err)
+	_, err = s.EndCall(ctx, &switchback.CallEnd{TenantID: "acme", ID: "t1", Output: &switchback.OutputContext{TransferType: switchback.TransferAgent}})
+	wantFenced(t, err)
+	wantFenced(t, s.RecordConversation(ctx, &switchback.ConversationRecord{TenantID: "acme", ExternalID: "c-t1"}))
+	_, err = s.Match(ctx, "acme", "t2")
+	wantFenced(t, err)
+}
+
+func wantFenced(t *testing.T, err error) {
+	t.Helper()
+	if switchback.ErrorCode(err) != switchback.EFENCED {
+		t.Fatalf("error %v, want EFENCED", err)
+	}
+}
+
+// TestMatchAppliesTheTenantsCallLimit: the policy's MaxCalls bounds the
+// tenant's calls ONGOING; a tenant without a policy has no limit.
+func TestMatchAppliesTheTenantsCallLimit(t *testing.T) {
+	s := newService(t, Policy{SIPTTL: time.Minute, DefaultReturn: switchback.ReturnBYE, MaxCalls: 1}, switchback.SystemClock)
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t2"} {
+		r := sipRequest(id, &switchback.SIP{})
+		r.ExternalConversationID = "c-" + id
+		if _, err := s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Match(ctx, "acme", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Match(ctx, "acme", "t2"); switchback.ErrorCode(err) != switchback.EBUSY {
+		t.Fatalf("second call past a limit of one: %v", err)
+	}
+	if _, err := s.Complete(ctx, "acme", "t1", &switchback.OutputContext{TransferType: switchback.TransferSystem}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Match(ctx, "acme", "t2"); err != nil {
+		t.Fatalf("once the first call ended: %v", err)
+	}
+}

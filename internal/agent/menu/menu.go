@@ -6,7 +6,6 @@ package menu
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -73,10 +72,10 @@ func savedState(conv *switchback.Conversation) (State, bool) {
 // Run plays the menu on call and returns the outcome the caller chose. On
 // a conversation's later call it resumes from the state the earlier one
 // saved, when that was this menu's.
-func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.OutputContext, error) {
-	in := call.Input()
+func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+	in := call.Info().Input
 	r := &reader{call: call, timeout: a.menu.DigitTimeout.Duration()}
-	st, ok := savedState(call.Conversation())
+	st, ok := savedState(call.Info().Conversation)
 	if !ok || st.Task != a.task {
 		st = State{Task: a.task}
 	}
@@ -132,7 +131,7 @@ func (a *Agent) Run(ctx context.Context, call switchback.Call) (*switchback.Outp
 			outcome = o
 		}
 	}
-	return output(outcome, in, vars), nil
+	return &switchback.HandBack{Output: output(outcome, in, vars)}, nil
 }
 
 // play plays a prompt, if the menu has one, and logs it by name.
@@ -183,8 +182,7 @@ func (r *reader) digit(ctx context.Context, timeout time.Duration) (rune, bool, 
 	if timeout <= 0 {
 		select {
 		case d := <-r.call.Digits():
-			r.call.Record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "caller"})
-			return d, true, nil
+			return d.Digit, true, nil
 		default:
 			return 0, false, nil
 		}
@@ -193,14 +191,11 @@ func (r *reader) digit(ctx context.Context, timeout time.Duration) (rune, bool, 
 	defer t.Stop()
 	select {
 	case d := <-r.call.Digits():
-		r.call.Record(switchback.EventDigit, map[string]string{"digit": string(d), "leg": "caller"})
-		return d, true, nil
+		return d.Digit, true, nil
 	case <-t.C:
 		return 0, false, nil
-	case <-r.call.Hangup():
-		return 0, false, errHungUp
 	case <-ctx.Done():
-		return 0, false, ctx.Err()
+		return 0, false, context.Cause(ctx)
 	}
 }
 
@@ -241,8 +236,6 @@ func (a *Agent) prefixOfLonger(s string) bool {
 	}
 	return false
 }
-
-var errHungUp = fmt.Errorf("the caller hung up")
 
 // output builds the output context of an outcome from the input and the
 // variables known by then (input variables and collected digits).

@@ -15,8 +15,7 @@ import (
 // fakeCall is a call whose caller pressed digits before the agent asks.
 type fakeCall struct {
 	input  *switchback.InputContext
-	digits chan rune
-	hangup chan struct{}
+	digits chan switchback.Digit
 	conv   *switchback.Conversation
 	mu     sync.Mutex
 	played [][]int16
@@ -26,25 +25,28 @@ type fakeCall struct {
 
 func newCall(digits string, vars map[string]string) *fakeCall {
 	c := &fakeCall{input: &switchback.InputContext{TaskName: "call_routing", InputVariables: vars},
-		digits: make(chan rune, 32), hangup: make(chan struct{})}
+		digits: make(chan switchback.Digit, 32)}
 	for _, d := range digits {
-		c.digits <- d
+		c.digits <- switchback.Digit{Leg: switchback.LegCaller, Digit: d}
 	}
 	return c
 }
 
-func (c *fakeCall) Input() *switchback.InputContext { return c.input }
-func (c *fakeCall) TransferID() string              { return "t-1" }
+func (c *fakeCall) Info() *switchback.CallInfo {
+	return &switchback.CallInfo{TransferID: "t-1", Input: c.input, Conversation: c.conv}
+}
 func (c *fakeCall) Play(ctx context.Context, pcm []int16) error {
 	c.mu.Lock()
 	c.played = append(c.played, pcm)
 	c.mu.Unlock()
 	return nil
 }
-func (c *fakeCall) Digits() <-chan rune                    { return c.digits }
-func (c *fakeCall) Audio() <-chan []int16                  { return nil }
-func (c *fakeCall) Hangup() <-chan struct{}                { return c.hangup }
-func (c *fakeCall) Conversation() *switchback.Conversation { return c.conv }
+func (c *fakeCall) Enqueue(pcm []int16) error           { return c.Play(context.Background(), pcm) }
+func (c *fakeCall) Mark(string) error                   { return nil }
+func (c *fakeCall) Marks() <-chan string                { return nil }
+func (c *fakeCall) Clear()                              {}
+func (c *fakeCall) Digits() <-chan switchback.Digit     { return c.digits }
+func (c *fakeCall) Audio() <-chan switchback.AudioFrame { return nil }
 func (c *fakeCall) SaveState(s json.RawMessage) {
 	c.mu.Lock()
 	c.state = s
@@ -86,10 +88,11 @@ func TestMenuOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := New("call_routing", demoMenu(50*time.Millisecond), Prompts{Greeting: []int16{1, 2, 3}})
 			call := newCall(tt.digits, vars)
-			out, err := a.Run(context.Background(), call)
+			hb, err := a.Run(context.Background(), call)
 			if err != nil {
 				t.Fatal(err)
 			}
+			out := hb.Output
 			got := fmt.Sprintf("%s %s ref=%v xfer=%v", out.TransferType, out.CurrentTaskName, out.ReferenceVariables, out.TransferVariables)
 			if got != tt.want {
 				t.Fatalf("outcome %s, want %s", got, tt.want)
@@ -104,18 +107,18 @@ func TestMenuOutcomes(t *testing.T) {
 func TestZeroTimeoutHandsBackAtOnce(t *testing.T) {
 	a := New("instant", config.Menu{Default: config.Outcome{TransferType: "SYSTEM", TaskName: "instant"}}, Prompts{})
 	start := time.Now()
-	out, err := a.Run(context.Background(), newCall("", nil))
-	if err != nil || out.CurrentTaskName != "instant" || time.Since(start) > 50*time.Millisecond {
-		t.Fatalf("instant menu: %+v %v after %v", out, err, time.Since(start))
+	hb, err := a.Run(context.Background(), newCall("", nil))
+	if err != nil || hb.Output.CurrentTaskName != "instant" || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("instant menu: %+v %v after %v", hb, err, time.Since(start))
 	}
 }
 
 func TestHangupEndsTheMenu(t *testing.T) {
 	a := New("call_routing", demoMenu(10*time.Second), Prompts{})
-	call := newCall("", nil)
-	close(call.hangup)
-	if _, err := a.Run(context.Background(), call); err == nil {
-		t.Fatal("a hung-up call produced an outcome")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(switchback.ErrCallerHungUp)
+	if _, err := a.Run(ctx, newCall("", nil)); err != switchback.ErrCallerHungUp {
+		t.Fatalf("a hung-up call ended with %v", err)
 	}
 }
 
@@ -124,9 +127,10 @@ func TestResumeSkipsTheGreetingAndKeepsWhatWasCollected(t *testing.T) {
 	// The first call: greeting, PIN 1234, then the caller goes quiet and
 	// hangs up while the menu is offered.
 	first := newCall("1234#", map[string]string{"accountNumber": "3434"})
-	go func() { time.Sleep(20 * time.Millisecond); close(first.hangup) }()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel(switchback.ErrCallerHungUp) }()
 	a.menu.DigitTimeout = config.Duration(time.Second)
-	if _, err := a.Run(context.Background(), first); err == nil {
+	if _, err := a.Run(ctx, first); err == nil {
 		t.Fatal("the first call should end with the caller gone")
 	}
 	var st State
@@ -142,10 +146,11 @@ func TestResumeSkipsTheGreetingAndKeepsWhatWasCollected(t *testing.T) {
 	// straight to the menu; choice 1 hands back what the first collected.
 	second := newCall("1", nil)
 	second.conv = &switchback.Conversation{State: first.state}
-	out, err := a.Run(context.Background(), second)
+	hb, err := a.Run(context.Background(), second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := hb.Output
 	if len(second.played) != 1 || len(second.played[0]) != 1 {
 		t.Fatalf("the second call played %d prompts, want only the menu's", len(second.played))
 	}

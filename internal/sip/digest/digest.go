@@ -167,6 +167,20 @@ func (a *Authenticator) Challenge(ctx context.Context, opts ...ChallengeOption) 
 // have each verified in turn: those for other realms are WrongCredentials
 // and touch nothing.
 func (a *Authenticator) Verify(ctx context.Context, method, authorization string, lookup func(username string) (password string, ok bool)) (username string, result Result, err error) {
+	return a.verify(ctx, method, authorization, lookup, true)
+}
+
+// Check is Verify without the single use: it reads nothing from the store
+// but the nonce key (once) and writes nothing, so it may run on every
+// request, before any state is kept for it. OK from Check means the
+// credentials prove the password with a nonce this store's nodes signed
+// and that has not expired; the nonce may have been used already, which
+// only Verify can tell. Every other result is Verify's too.
+func (a *Authenticator) Check(ctx context.Context, method, authorization string, lookup func(username string) (password string, ok bool)) (username string, result Result, err error) {
+	return a.verify(ctx, method, authorization, lookup, false)
+}
+
+func (a *Authenticator) verify(ctx context.Context, method, authorization string, lookup func(username string) (password string, ok bool), claim bool) (username string, result Result, err error) {
 	if err := a.check(); err != nil {
 		return "", 0, err
 	}
@@ -210,6 +224,9 @@ func (a *Authenticator) Verify(ctx context.Context, method, authorization string
 	now := a.now()
 	if !now.Before(expiry) {
 		return c.username, Stale, nil
+	}
+	if !claim {
+		return c.username, OK, nil
 	}
 	first, err := a.Store.ClaimNonce(ctx, c.nonce, expiry.Add(claimGrace), now)
 	if err != nil {

@@ -571,3 +571,59 @@ func TestTwoNodesShareOneStore(t *testing.T) {
 		t.Fatalf("%d of 8 racing uses accepted: %v", ok, results)
 	}
 }
+
+// TestCheckWritesNothing: Check gives Verify's results without using the
+// nonce up, so a gate in front of the transaction layer may run it on
+// every request; only Verify finds a used nonce stale.
+func TestCheckWritesNothing(t *testing.T) {
+	s := newMemStore()
+	clk := &clock{t: t0}
+	a := newAuth(s, clk)
+	c := challenge(t, a, "SHA-256")
+	good := answer(t, c, "alice", "wonderland")
+	check := func(h string) Result {
+		t.Helper()
+		_, r, err := a.Check(context.Background(), "INVITE", h, lookup)
+		if err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		return r
+	}
+	tests := []struct {
+		name, authorization string
+		want                Result
+	}{
+		{"right password", good, OK},
+		{"right password again", good, OK},
+		{"wrong password", answer(t, c, "alice", "guess"), WrongCredentials},
+		{"unknown user", answer(t, c, "mallory", "wonderland"), WrongCredentials},
+		{"no credentials", "", Missing},
+		{"not digest", "Basic YWxpY2U6d29uZGVybGFuZA==", Missing},
+		{"malformed", `Digest username="alice"`, Malformed},
+		{"forged nonce", strings.Replace(good, c.Nonce, strings.Repeat("A", len(c.Nonce)), 1), BadNonce},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := check(tt.authorization); r != tt.want {
+				t.Fatalf("Check = %v, want %v", r, tt.want)
+			}
+		})
+	}
+	if s.claimCalls != 0 {
+		t.Fatalf("Check claimed %d nonces", s.claimCalls)
+	}
+	if r := verify(t, a, good); r != OK {
+		t.Fatalf("Verify after Check: %v, want OK", r)
+	}
+	// A used nonce still passes Check (it cannot know) and is Verify's to refuse.
+	if r := check(good); r != OK {
+		t.Fatalf("Check of a used nonce: %v", r)
+	}
+	if r := verify(t, a, good); r != Stale {
+		t.Fatalf("Verify of a used nonce: %v, want Stale", r)
+	}
+	clk.Add(DefaultNonceTTL)
+	if r := check(good); r != Stale {
+		t.Fatalf("Check of an expired nonce: %v, want Stale", r)
+	}
+}

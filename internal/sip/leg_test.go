@@ -1,0 +1,446 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/internal/config"
+	"github.com/switchback/switchback/internal/sqlite"
+	"github.com/switchback/switchback/internal/transfer"
+)
+
+// agentFunc is an agent factory whose agents run f.
+type agentFunc func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error)
+
+func (f agentFunc) NewAgent(context.Context, *switchback.CallInfo) (switchback.Agent, error) {
+	return f, nil
+}
+func (f agentFunc) Run(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+	return f(ctx, call)
+}
+
+// holds is an agent that talks until the call ends under it.
+var holds = agentFunc(func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+})
+
+// handsBack is an agent that hands the call back at once.
+var handsBack = agentFunc(func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+	return &switchback.HandBack{Output: &switchback.OutputContext{TransferType: switchback.TransferSystem}}, nil
+})
+
+// legEdge is an edge for the leg tests: tenant "demo" takes calls from
+// 127.0.0.2, with agent, on a store whose transfers the test creates.
+type legEdge struct {
+	*Edge
+	svc *transfer.Service
+}
+
+func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config), minimumSE ...time.Duration) *legEdge {
+	t.Helper()
+	cfg := config.Default()
+	cfg.SIP.Listen = "127.0.0.1:0"
+	cfg.SIP.Trunks = nil
+	cfg.SIP.RTPTimeout = config.Duration(time.Minute)
+	cfg.Tenants[0].SIP.Allow = []string{"127.0.0.2/32"}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "e.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc := transfer.New(transfer.Options{Store: db, Policy: func(string) (transfer.Policy, bool) {
+		return transfer.Policy{SIPTTL: time.Minute}, true
+	}})
+	e, err := New(Options{Config: cfg, Transfers: svc, Nonces: db, Agents: agent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Session intervals short enough for a test, unless one is given.
+	e.minSE = time.Second
+	if len(minimumSE) > 0 {
+		e.minSE = minimumSE[0]
+	}
+	if err := e.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &legEdge{Edge: e, svc: svc}
+}
+
+// transfer creates a SIP transfer for tenant demo.
+func (e *legEdge) transfer(t *testing.T, id string, sipSide *switchback.SIP) {
+	t.Helper()
+	if sipSide == nil {
+		sipSide = &switchback.SIP{ReturnTransferType: switchback.ReturnBYE}
+	}
+	if _, err := e.svc.Create(context.Background(), &switchback.Transfer{TenantID: "demo", ID: id, ExternalConversationID: "conv-" + id,
+		Type: switchback.TypeSIP, SIP: sipSide}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events returns the conversation's events as "type:leg".
+func (e *legEdge) events(t *testing.T, id string) []string {
+	t.Helper()
+	c, err := e.svc.Conversation(context.Background(), "demo", "conv-"+id)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, ev := range c.Events {
+		s := string(ev.Type)
+		if l := ev.Data["leg"]; l != "" {
+			s += ":" + l
+		}
+		if by := ev.Data["by"]; by != "" {
+			s += ":" + by
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// sipPeer is an independent SIP user agent (sipgo) on 127.0.0.2: the caller,
+// or the customer's side of an INVITE hand-back.
+type sipPeer struct {
+	ua   *sipgo.UserAgent
+	dua  *sipgo.DialogUA
+	addr *net.UDPAddr
+	reqs chan *sip.Request // the requests it got, in order
+	// answer is what it answers an INVITE with: extra headers for the 200.
+	answerHeaders []sip.Header
+	mu            sync.Mutex
+	server        *sipgo.DialogServerSession
+}
+
+func newSipPeer(t *testing.T) *sipPeer {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := sipgo.NewServer(ua)
+	conn, err := net.ListenPacket("udp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests leave from the socket the sipPeer listens on.
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.2"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
+	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64)}
+	p.dua = &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "sipPeer", Host: "127.0.0.2", Port: p.addr.Port}}}
+	ok := func(req *sip.Request, tx sip.ServerTransaction, hs ...sip.Header) {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		for _, h := range hs {
+			res.AppendHeader(h)
+		}
+		tx.Respond(res)
+	}
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.reqs <- req
+		p.mu.Lock()
+		d := p.server
+		p.mu.Unlock()
+		if d != nil {
+			d.ReadBye(req, tx)
+			return
+		}
+		ok(req, tx)
+	})
+	srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.reqs <- req
+		ok(req, tx, sip.NewHeader("Session-Expires", req.GetHeader("Session-Expires").Value()))
+	})
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.mu.Lock()
+		d := p.server
+		p.mu.Unlock()
+		if d != nil {
+			d.ReadAck(req, tx)
+		}
+	})
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.reqs <- req
+		d, err := p.dua.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.server = d
+		p.mu.Unlock()
+		res := sip.NewSDPResponseFromRequest(d.InviteRequest, peerSDP(p.addr.Port+2, "sendrecv"))
+		for _, h := range p.answerHeaders {
+			res.AppendHeader(h)
+		}
+		d.WriteResponse(res)
+	})
+	go srv.ServeUDP(conn)
+	t.Cleanup(func() { conn.Close(); ua.Close() })
+	// The client sends from the listening socket once it is served.
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if c, _ := ua.TransportLayer().GetConnection("udp", conn.LocalAddr().String()); c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sipPeer's socket is not served")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return p
+}
+
+func peerSDP(port int, direction string) []byte {
+	return []byte(fmt.Sprintf("v=0\r\no=sipPeer 1 %d IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=%s\r\n",
+		time.Now().UnixNano()%1000, port, direction))
+}
+
+// call places a call to the edge for transfer id, with extra headers, and
+// returns the answered dialog.
+func (p *sipPeer) call(t *testing.T, e *legEdge, id string, hs ...sip.Header) *sipgo.DialogClientSession {
+	t.Helper()
+	hs = append(hs, sip.NewHeader(TransferIDHeader, id), sip.NewHeader("Content-Type", "application/sdp"))
+	to := sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := p.dua.Invite(ctx, to, peerSDP(p.addr.Port+2, "sendrecv"), hs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// next returns the next request of method the sipPeer got.
+func (p *sipPeer) next(t *testing.T, method sip.RequestMethod, within time.Duration) *sip.Request {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case r := <-p.reqs:
+			if r.Method == method {
+				return r
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %v", method, within)
+			return nil
+		}
+	}
+}
+
+// reinvite sends a re-INVITE (with body, or none) on d and returns the
+// answer.
+func reinvite(t *testing.T, d *sipgo.DialogClientSession, body []byte) *sip.Response {
+	t.Helper()
+	req := sip.NewRequest(sip.INVITE, d.InviteResponse.Contact().Address)
+	if body != nil {
+		req.SetBody(body)
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := d.Do(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := sip.NewRequest(sip.ACK, d.InviteResponse.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("CSeq", fmt.Sprintf("%d ACK", req.CSeq().SeqNo)))
+	d.WriteRequest(ack)
+	return res
+}
+
+func TestCallerLegOfferAnswerAndHold(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	e.transfer(t, "hold-1", nil)
+	p := newSipPeer(t)
+	d := p.call(t, e, "hold-1")
+	if body := string(d.InviteResponse.Body()); !strings.Contains(body, "a=sendrecv\r\n") || !strings.Contains(body, "RTP/AVP 0 101") {
+		t.Fatalf("the answer:\n%s", body)
+	}
+	// Hold: the sipPeer sends only, Switchback then only receives (RFC 3264
+	// §8.4); then off hold again.
+	for _, tc := range []struct{ offer, answer string }{
+		{"sendonly", "recvonly"}, {"sendrecv", "sendrecv"}, {"inactive", "inactive"},
+	} {
+		res := reinvite(t, d, peerSDP(p.addr.Port+2, tc.offer))
+		if res.StatusCode != 200 {
+			t.Fatalf("re-INVITE %s answered %d", tc.offer, res.StatusCode)
+		}
+		if !strings.Contains(string(res.Body()), "a="+tc.answer+"\r\n") {
+			t.Fatalf("re-INVITE %s: answer\n%s\nwant a=%s", tc.offer, res.Body(), tc.answer)
+		}
+	}
+	// A re-INVITE without SDP asks Switchback to offer (RFC 3261 §14.2).
+	res := reinvite(t, d, nil)
+	if res.StatusCode != 200 || len(res.Body()) == 0 {
+		t.Fatalf("re-INVITE without SDP: %d with %d bytes of SDP", res.StatusCode, len(res.Body()))
+	}
+	// An offer with no common codec is refused, and changes nothing.
+	bad := strings.Replace(string(peerSDP(p.addr.Port+2, "sendrecv")), "RTP/AVP 0 101", "RTP/AVP 18", 1)
+	if res := reinvite(t, d, []byte(bad)); res.StatusCode != 488 {
+		t.Fatalf("an offer without G.711 answered %d, want 488", res.StatusCode)
+	}
+	d.Bye(context.Background())
+	waitEvent(t, e, "hold-1", "hold:caller", "unhold:caller", "call.ended:caller")
+}
+
+// waitEvent waits for the conversation to have every event of want.
+func waitEvent(t *testing.T, e *legEdge, id string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := e.events(t, id)
+		missing := ""
+		for _, w := range want {
+			found := false
+			for _, g := range got {
+				found = found || g == w
+			}
+			if !found {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event %s in %v", missing, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCallerLegSessionTimer(t *testing.T) {
+	t.Run("Switchback refreshes", func(t *testing.T) {
+		e := startLegEdge(t, holds, nil)
+		e.transfer(t, "st-1", nil)
+		p := newSipPeer(t)
+		d := p.call(t, e, "st-1", sip.NewHeader("Session-Expires", "2;refresher=uas"), sip.NewHeader("Supported", "timer"))
+		if se := d.InviteResponse.GetHeader("Session-Expires"); se == nil || se.Value() != "2;refresher=uas" {
+			t.Fatalf("200's Session-Expires = %v", se)
+		}
+		// Refreshed every half interval, twice in 2.5 s.
+		for range 2 {
+			u := p.next(t, sip.UPDATE, 2*time.Second)
+			if !strings.HasPrefix(u.GetHeader("Session-Expires").Value(), "2") {
+				t.Fatalf("UPDATE's Session-Expires: %v", u.GetHeader("Session-Expires"))
+			}
+		}
+		d.Bye(context.Background())
+	})
+	t.Run("the caller stops refreshing", func(t *testing.T) {
+		e := startLegEdge(t, holds, nil)
+		e.transfer(t, "st-2", nil)
+		p := newSipPeer(t)
+		start := time.Now()
+		p.call(t, e, "st-2", sip.NewHeader("Session-Expires", "2;refresher=uac"), sip.NewHeader("Supported", "timer"))
+		// No refresh: the session is gone after 2 s less a third (RFC 4028
+		// §10), and Switchback hangs up.
+		p.next(t, sip.BYE, 4*time.Second)
+		if el := time.Since(start); el < time.Second {
+			t.Fatalf("BYE after %v, before the session expired", el)
+		}
+		waitEvent(t, e, "st-2", "call.ended:session-timer")
+	})
+	t.Run("the caller refreshes", func(t *testing.T) {
+		e := startLegEdge(t, holds, nil)
+		e.transfer(t, "st-3", nil)
+		p := newSipPeer(t)
+		d := p.call(t, e, "st-3", sip.NewHeader("Session-Expires", "2;refresher=uac"), sip.NewHeader("Supported", "timer"))
+		for range 3 {
+			time.Sleep(800 * time.Millisecond)
+			if res := reinvite(t, d, nil); res.StatusCode != 200 {
+				t.Fatalf("refresh answered %d", res.StatusCode)
+			}
+		}
+		select {
+		case r := <-p.reqs:
+			if r.Method == sip.BYE {
+				t.Fatal("hung up although the caller refreshed")
+			}
+		default:
+		}
+		d.Bye(context.Background())
+	})
+	t.Run("an interval below Min-SE", func(t *testing.T) {
+		// The edge's real minimum, 90 s (RFC 4028 §4).
+		e := startLegEdge(t, holds, nil, minSE)
+		e.transfer(t, "st-4", nil)
+		p := newSipPeer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
+			sip.NewHeader(TransferIDHeader, "st-4"), sip.NewHeader("Session-Expires", "30"), sip.NewHeader("Content-Type", "application/sdp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		err = d.WaitAnswer(ctx, sipgo.AnswerOptions{})
+		if res := d.InviteResponse; res == nil || res.StatusCode != 422 || res.GetHeader("Min-SE").Value() != "90" {
+			t.Fatalf("Session-Expires 30 answered %v (%v)", res, err)
+		}
+		// The transfer is left for a call that asks less.
+		if tr, err := e.svc.Get(ctx, "demo", "st-4"); err != nil || tr.Status != switchback.StatusActive {
+			t.Fatalf("after the 422: %+v %v", tr, err)
+		}
+	})
+}
+
+func TestReturnLegSessionTimer(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		refresher string
+	}{
+		{"Switchback refreshes", "uac"},
+		{"the return leg stops refreshing", "uas"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startLegEdge(t, handsBack, nil)
+			back := newSipPeer(t)
+			back.answerHeaders = []sip.Header{sip.NewHeader("Session-Expires", "2;refresher="+tc.refresher), sip.NewHeader("Require", "timer")}
+			e.transfer(t, "rt-"+tc.refresher, &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
+				ReturnTransferType: switchback.ReturnINVITE})
+			caller := newSipPeer(t)
+			d := caller.call(t, e, "rt-"+tc.refresher)
+			inv := back.next(t, sip.INVITE, 5*time.Second)
+			if h := inv.GetHeader("Supported"); h == nil || !strings.Contains(h.Value(), "timer") {
+				t.Errorf("the return INVITE does not say it supports timer")
+			}
+			if tc.refresher == "uac" {
+				// Switchback, the UAC, refreshes the return leg.
+				for range 2 {
+					back.next(t, sip.UPDATE, 2*time.Second)
+				}
+				d.Bye(context.Background())
+				back.next(t, sip.BYE, 3*time.Second)
+				return
+			}
+			// The return leg never refreshes: it is gone, and both legs
+			// are hung up.
+			back.next(t, sip.BYE, 4*time.Second)
+			caller.next(t, sip.BYE, 2*time.Second)
+			waitEvent(t, e, "rt-uas", "bridged", "call.ended:session-timer")
+		})
+	}
+}
