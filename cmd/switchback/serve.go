@@ -161,7 +161,7 @@ func listenGateway(ctx context.Context, cfg config.Config, store switchback.Stor
 	// node by default, and before any call: every call is owned by it.
 	var node *fleet.Node
 	svc := transfer.New(transfer.Options{
-		Node: func() switchback.NodeLease { return node.Lease() },
+		Node:  func() switchback.NodeLease { return node.Lease() },
 		Store: store, Log: log,
 		Policy: func(id string) (transfer.Policy, bool) {
 			t, ok := cfg.Tenant(id)
