@@ -26,7 +26,7 @@ type nodeGateway struct {
 }
 
 // startNodeGateway runs the demo configuration, changed by change, on a
-// fresh SQLite store.
+// fresh SQLite store with its number pool, as serve does.
 func startNodeGateway(t *testing.T, change func(*config.Config)) *nodeGateway {
 	t.Helper()
 	ctx := context.Background()
@@ -42,6 +42,9 @@ func startNodeGateway(t *testing.T, change func(*config.Config)) *nodeGateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	if err := loadPool(ctx, cfg, store, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
 	key, secret, err := switchback.NewAPIKey(config.DefaultTenantID, "test", []string{switchback.ScopeCallTransfers}, time.Now())
 	if err != nil {
 		t.Fatal(err)
