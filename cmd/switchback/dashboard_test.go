@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchback/switchback/internal/config"
 )
@@ -52,11 +53,19 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	if out, err := g.call("--transfer-id", "dash-1"); err != nil {
 		t.Fatalf("call: %v\n%s", err, out)
 	}
-	exported := exportedMetrics(g.metrics(t))
+	// The call leaves the runtime's count of ended calls just after its
+	// BYE: scrape until it has.
 	var missing []string
-	for name, panels := range queried {
-		if !exported[name] {
-			missing = append(missing, name+" (in "+strings.Join(panels, ", ")+")")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		exported := exportedMetrics(g.metrics(t))
+		missing = missing[:0]
+		for name, panels := range queried {
+			if !exported[name] {
+				missing = append(missing, name+" (in "+strings.Join(panels, ", ")+")")
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	sort.Strings(missing)
