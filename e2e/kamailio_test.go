@@ -86,6 +86,25 @@ type kamailio struct {
 // should the test binary die first.
 func startKamailio(t *testing.T, cfg, switchback string) *kamailio {
 	t.Helper()
+	cfgPath, err := filepath.Abs(filepath.Join("testdata", "kamailio", cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runKamailio(t, cfgPath, func(addr, dir string) []string {
+		args := []string{"-l", "udp:" + addr}
+		if switchback != "" {
+			args = append(args, "-A", `SWITCHBACK="`+switchback+`"`)
+		}
+		return args
+	})
+}
+
+// runKamailio runs Kamailio with the configuration file at cfg (an
+// absolute path), on a free loopback UDP port, as startKamailio does;
+// args are the command line's arguments that say where it listens and
+// anything else, given its address (host:port) and its working directory.
+func runKamailio(t *testing.T, cfg string, args func(addr, dir string) []string) *kamailio {
+	t.Helper()
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
 		bin = "/usr/sbin/kamailio" // a non-root PATH may lack /usr/sbin
@@ -93,12 +112,8 @@ func startKamailio(t *testing.T, cfg, switchback string) *kamailio {
 			t.Fatal("kamailio not found: run the tests with `make test`, which installs Debian's kamailio (scripts/deps.sh)")
 		}
 	}
-	cfgPath, err := filepath.Abs(filepath.Join("testdata", "kamailio", cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for attempt := 1; ; attempt++ {
-		k, err := tryKamailio(t, bin, cfgPath, switchback)
+		k, err := tryKamailio(t, bin, cfg, args)
 		if err == nil {
 			return k
 		}
@@ -111,7 +126,7 @@ func startKamailio(t *testing.T, cfg, switchback string) *kamailio {
 	}
 }
 
-func tryKamailio(t *testing.T, bin, cfg, switchback string) (*kamailio, error) {
+func tryKamailio(t *testing.T, bin, cfg string, extra func(addr, dir string) []string) (*kamailio, error) {
 	dir := t.TempDir()
 	port, err := freeUDPPort()
 	if err != nil {
@@ -120,11 +135,8 @@ func tryKamailio(t *testing.T, bin, cfg, switchback string) (*kamailio, error) {
 	k := &kamailio{addr: "127.0.0.1:" + strconv.Itoa(port), log: &lockedBuffer{}, done: make(chan struct{})}
 	// timeout(1) bounds it, and kills its whole process group (Kamailio's
 	// workers are forks) when the time is up.
-	args := []string{"-k", "5", "120", bin, "-f", cfg, "-DD", "-E", "-l", "udp:" + k.addr,
-		"-m", "32", "-M", "8", "-w", dir, "-P", filepath.Join(dir, "kamailio.pid")}
-	if switchback != "" {
-		args = append(args, "-A", `SWITCHBACK="`+switchback+`"`)
-	}
+	args := append([]string{"-k", "5", "120", bin, "-f", cfg, "-DD", "-E"}, extra(k.addr, dir)...)
+	args = append(args, "-m", "32", "-M", "8", "-w", dir, "-P", filepath.Join(dir, "kamailio.pid"))
 	k.cmd = exec.Command("timeout", args...)
 	k.cmd.Dir = dir
 	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log

@@ -70,9 +70,16 @@ func (l *lockedBuffer) String() string {
 
 var listening = regexp.MustCompile(`Switchback API on (http://\S+)`)
 
-// startServer runs `switchback serve --config cfg` in dir and waits until
-// its /healthz answers.
+// startServer runs `switchback serve --config cfg` in dir, its API and
+// SIP on free loopback ports, and waits until its /healthz answers.
 func startServer(t *testing.T, dir, cfg string) *server {
+	t.Helper()
+	return startServerEnv(t, dir, cfg, "SWITCHBACK_API_LISTEN=127.0.0.1:0", "SWITCHBACK_SIP_LISTEN=127.0.0.1:0")
+}
+
+// startServerEnv is startServer with env (NAME=value) added to the
+// environment instead of the loopback listen addresses.
+func startServerEnv(t *testing.T, dir, cfg string, env ...string) *server {
 	t.Helper()
 	s := &server{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	args := []string{"serve"}
@@ -81,7 +88,7 @@ func startServer(t *testing.T, dir, cfg string) *server {
 	}
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), "SWITCHBACK_API_LISTEN=127.0.0.1:0", "SWITCHBACK_SIP_LISTEN=127.0.0.1:0")
+	s.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
 	s.cmd.Stderr = s.stderr

@@ -78,7 +78,7 @@ func startTestGateway(t *testing.T, change func(*config.Config)) *testGateway {
 	if err := store.CreateAPIKey(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	g, err := listenOnFreePorts(cfg, store, slog.New(slog.DiscardHandler))
+	g, err := listenOnFreePorts(ctx, cfg, store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := store.CreateAPIKey(ctx, key); err != nil {
 		return fmt.Errorf("create the demo key: %w", err)
 	}
-	g, err := listenOnFreePorts(cfg, store, log)
+	g, err := listenOnFreePorts(ctx, cfg, store, log)
 	if err != nil {
 		return err
 	}
@@ -259,9 +259,9 @@ func demoConfig(dsn string, verbose bool) config.Config {
 // 0. The edge then binds UDP to a free port and TCP to the same one, which
 // a TCP socket may hold already; it tries again, on another port, a few
 // times.
-func listenOnFreePorts(cfg config.Config, store switchback.Store, log *slog.Logger) (*gateway, error) {
+func listenOnFreePorts(ctx context.Context, cfg config.Config, store switchback.Store, log *slog.Logger) (*gateway, error) {
 	for attempt := 1; ; attempt++ {
-		g, err := listenGateway(cfg, store, log)
+		g, err := listenGateway(ctx, cfg, store, log)
 		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
 			return g, err
 		}

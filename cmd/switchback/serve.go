@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/switchback/switchback/internal/agent/websocket"
 	"github.com/switchback/switchback/internal/call"
 	"github.com/switchback/switchback/internal/config"
+	"github.com/switchback/switchback/internal/fleet"
 	"github.com/switchback/switchback/internal/httpapi"
 	"github.com/switchback/switchback/internal/postgres"
 	sipedge "github.com/switchback/switchback/internal/sip"
@@ -84,12 +86,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := ensureDemoKey(ctx, cfg, store, stdout); err != nil {
 		return err
 	}
-	g, err := listenGateway(cfg, store, log)
+	g, err := listenGateway(ctx, cfg, store, log)
 	if err != nil {
 		return err
 	}
 	return g.serve(ctx, func() {
-		log.Info("switchback serving", "api", "http://"+g.apiAddr().String(), "sip", g.edge.Addr().String(), "store", cfg.Store.Driver)
+		log.Info("switchback serving", "api", "http://"+g.apiAddr().String(), "sip", g.edge.Addr().String(), "store", cfg.Store.Driver,
+			"node", g.node.Lease().String())
 		// SIP first: a script that waits for the API line then has both.
 		fmt.Fprintf(stdout, "Switchback SIP on %s (UDP and TCP)\n", g.edge.Addr())
 		fmt.Fprintf(stdout, "Switchback API on http://%s (store: %s)\n", g.apiAddr(), cfg.Store.Driver)
@@ -119,9 +122,21 @@ type gateway struct {
 	edge  *sipedge.Edge
 	ln    net.Listener
 	srv   *http.Server
+	// node is the node's lease in the store, held from before the first
+	// call until the calls have ended.
+	node *fleet.Node
 	// drainTimeout bounds a drain (shutdown.drainTimeout).
 	drainTimeout time.Duration
 }
+
+// errFenced is what serve returns once the node has lost its lease: the
+// process exits with an error, for its supervisor to start it again under
+// a new lease.
+var errFenced = errors.New("this node lost its lease (fenced): its calls were ended; start it again to take calls")
+
+// heartbeats makes the node's heartbeat: fleet.NewTicker, or a ticker a
+// test drives by hand.
+var heartbeats = fleet.NewTicker
 
 type drainKey struct{}
 
@@ -139,9 +154,14 @@ func drainRequested(ctx context.Context) <-chan struct{} {
 }
 
 // listenGateway builds the transfer service, the API and the SIP edge on
-// store, and binds the configured API and SIP addresses.
-func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) (*gateway, error) {
+// store, binds the configured API and SIP addresses, and acquires the
+// node's lease.
+func listenGateway(ctx context.Context, cfg config.Config, store switchback.Store, log *slog.Logger) (*gateway, error) {
+	// The lease is acquired once the SIP address is bound, which names the
+	// node by default, and before any call: every call is owned by it.
+	var node *fleet.Node
 	svc := transfer.New(transfer.Options{
+		Node:  func() switchback.NodeLease { return node.Lease() },
 		Store: store, Log: log,
 		Policy: func(id string) (transfer.Policy, bool) {
 			t, ok := cfg.Tenant(id)
@@ -169,12 +189,32 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 		},
 	})
 
-	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Calls: calls, Log: log})
+	answerLatency := newAnswerLatency()
+	edge, err := sipedge.New(sipedge.Options{Config: cfg, Transfers: svc, Nonces: store, Calls: calls, Log: log,
+		Answered: func(d time.Duration) { answerLatency.Observe(d.Seconds()) }})
 	if err != nil {
 		return nil, err
 	}
 	if err := edge.Listen(); err != nil {
 		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("api.listen: %w", err)
+	}
+	id := cfg.Node.ID
+	if id == "" {
+		host, herr := os.Hostname()
+		if herr != nil {
+			host = "switchback"
+		}
+		id = fleet.DefaultID(host, edge.Addr().String())
+	}
+	node, err = fleet.Start(ctx, fleet.Options{Store: store, ID: id, Log: log, NewTicker: heartbeats,
+		Heartbeat: cfg.Node.Heartbeat.Duration(), TTL: cfg.Node.TTL.Duration()})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("acquire the node's lease: %w", err)
 	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_calls", Help: "Calls the SIP edge holds."},
@@ -193,26 +233,26 @@ func listenGateway(cfg config.Config, store switchback.Store, log *slog.Logger) 
 				return 0
 			}),
 		endedCollector{calls},
+		handBacksCollector{calls},
+		answerLatency,
+		fleetCollector{store: store, now: switchback.SystemClock},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_server_transactions_total", Help: "SIP requests given a server transaction (let through the stateless gate)."},
 			func() float64 { return float64(edge.Transactions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchback_sip_udp_pool_entries", Help: "Remote addresses in the SIP library's UDP connection pool."},
 			func() float64 { return float64(edge.UDPPoolEntries()) }),
 	)
+	reg.MustRegister(nodeCollectors(node)...)
 	for _, reason := range sipedge.RefusalReasons {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchback_sip_requests_refused_total",
 			Help: "SIP requests refused, or messages dropped, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
 			func() float64 { return float64(edge.Refused(reason)) }))
 	}
 
-	ln, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("api.listen: %w", err)
-	}
 	srv, ln := httpapi.NewHTTPServer(api, ln, httpapi.ServerOptions{Log: log,
 		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration(), ReadBodyTimeout: cfg.API.ReadBodyTimeout.Duration(),
 		WriteTimeout: cfg.API.WriteTimeout.Duration(), IdleTimeout: cfg.API.IdleTimeout.Duration(),
 		MaxHeaderBytes: cfg.API.MaxHeaderBytes, MaxConnections: cfg.API.MaxConnections})
-	return &gateway{log: log, svc: svc, calls: calls, edge: edge, ln: ln, srv: srv,
+	return &gateway{log: log, svc: svc, calls: calls, edge: edge, ln: ln, srv: srv, node: node,
 		drainTimeout: cfg.Shutdown.DrainTimeout.Duration()}, nil
 }
 
@@ -235,13 +275,22 @@ func (g *gateway) apiAddr() net.Addr { return g.ln.Addr() }
 
 // serve runs the gateway, calling ready once it serves, until ctx ends or
 // a drain (see withDrain) has let the calls end: then the SIP edge ends
-// the calls still up, each outcome stored first, and the API finishes the
-// requests in flight.
+// the calls still up, each outcome stored first, the node's lease is
+// released, and the API finishes the requests in flight.
+//
+// A node that loses its lease meanwhile is fenced: it refuses new calls
+// (503), ends the ones it holds at once (the store refuses their writes,
+// so nothing another node decided is overwritten) and serve returns
+// errFenced.
 func (g *gateway) serve(ctx context.Context, ready func()) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	expiryDone := make(chan error, 1)
 	go func() { expiryDone <- g.svc.Run(runCtx) }()
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- g.node.Run(nodeCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- g.srv.Serve(g.ln) }()
 	sipCtx, stopSIP := context.WithCancel(context.Background())
@@ -253,17 +302,36 @@ func (g *gateway) serve(ctx context.Context, ready func()) error {
 	}
 
 	var err error
+	fenced := false
 	select {
 	case err = <-serveDone:
 	case <-ctx.Done():
 	case <-drainRequested(ctx):
-		g.drain(ctx)
+		fenced = g.drain(ctx)
+	case <-g.node.Lost():
+		fenced = true
+	}
+	if fenced {
+		g.log.Error("node lease lost: ending the calls at once; their outcomes are the store's to decide", "calls", g.calls.Active(),
+			"node", g.node.Lease().String())
+		err = errFenced
 	}
 	// The calls end before the API: a client waiting on a transfer sees
 	// its outcome.
 	stopSIP()
 	if serr := <-sipDone; serr != nil && err == nil {
 		err = serr
+	}
+	// The lease goes once no call is left, so that no other node takes
+	// over a call this one still holds.
+	stopNode()
+	<-nodeDone
+	if !fenced {
+		rctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		if rerr := g.node.Release(rctx); rerr != nil {
+			g.log.Warn("release the node lease; it lapses after its TTL", "err", rerr)
+		}
+		done()
 	}
 	shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
@@ -281,7 +349,9 @@ func (g *gateway) serve(ctx context.Context, ready func()) error {
 
 // drain refuses new calls and waits until the calls in progress have
 // ended, for up to the drain timeout, or until ctx ends (a stop at once).
-func (g *gateway) drain(ctx context.Context) {
+// It reports whether the node lost its lease meanwhile: the calls left
+// are then ended at once too.
+func (g *gateway) drain(ctx context.Context) (fenced bool) {
 	idle := g.calls.Drain()
 	g.log.Info("draining: new calls are refused; waiting for the calls in progress", "calls", g.calls.Active(),
 		"drain_timeout", g.drainTimeout.String())
@@ -294,7 +364,10 @@ func (g *gateway) drain(ctx context.Context) {
 		g.log.Warn("drain timeout: ending the calls left", "calls", g.calls.Active())
 	case <-ctx.Done():
 		g.log.Warn("stopping at once: ending the calls left", "calls", g.calls.Active())
+	case <-g.node.Lost():
+		return true
 	}
+	return false
 }
 
 // ensureDemoKey gives the demo tenant an API key on the first start, and

@@ -40,6 +40,7 @@ func (c *Call) handBack(ctx context.Context, leg Leg, ac *agentCall, hb *switchb
 		c.journal.record(switchback.EventHandBack, handBackData(r))
 		c.journal.record(switchback.EventCallEnded, map[string]string{"by": "switchback"})
 		c.writeLast(&switchback.CallEnd{Output: out, Result: r, Record: c.journal.take()})
+		c.r.handedBack(r)
 		c.bye(leg)
 		c.log.Info("call handed back", "method", "BYE", "transfer_type", string(out.TransferType))
 		return "handback"
@@ -78,6 +79,7 @@ func (c *Call) handBack(ctx context.Context, leg Leg, ac *agentCall, hb *switchb
 	}
 	last.Result, last.Record = &r, c.journal.take()
 	c.writeLast(&last)
+	c.r.handedBack(&r)
 	if bye {
 		c.bye(leg)
 	}

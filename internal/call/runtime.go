@@ -57,6 +57,7 @@ type Runtime struct {
 	stopped  bool
 	idle     chan struct{} // closed when draining with no call left
 	ended    map[string]uint64
+	handed   map[HandBackKind]uint64
 	wg       sync.WaitGroup // the calls' goroutines, and background writes
 	quit     chan struct{}  // closed by Stop: background writes give up
 }
@@ -64,7 +65,7 @@ type Runtime struct {
 // New returns a Runtime.
 func New(o Options) *Runtime {
 	r := &Runtime{transfers: o.Transfers, agents: o.Agents, log: o.Log, clock: o.Clock, retry: o.Retry,
-		calls: map[*Call]struct{}{}, ended: map[string]uint64{}, quit: make(chan struct{})}
+		calls: map[*Call]struct{}{}, ended: map[string]uint64{}, handed: map[HandBackKind]uint64{}, quit: make(chan struct{})}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -152,6 +153,32 @@ func (r *Runtime) Ended() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// HandBackKind is one way a call was handed back: its method, and whether
+// that method failed and the call was ended by BYE instead.
+type HandBackKind struct {
+	Method   switchback.ReturnTransferType
+	Fallback bool
+}
+
+// HandBacks returns how many calls were handed back, by method and
+// fallback, as their returnResult says.
+func (r *Runtime) HandBacks() map[HandBackKind]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[HandBackKind]uint64, len(r.handed))
+	for k, v := range r.handed {
+		out[k] = v
+	}
+	return out
+}
+
+// handedBack counts a hand-back.
+func (r *Runtime) handedBack(res *switchback.ReturnResult) {
+	r.mu.Lock()
+	r.handed[HandBackKind{Method: res.Method, Fallback: res.Fallback}]++
+	r.mu.Unlock()
 }
 
 // Drain makes the runtime refuse new calls (Admit fails with ErrDraining)

@@ -106,6 +106,9 @@ func TestOutputStoredBeforeTheSignal(t *testing.T) {
 			if string(s.transfers.state) != `{"step":2}` {
 				t.Errorf("state = %s", s.transfers.state)
 			}
+			if hb := s.rt.HandBacks(); len(hb) != 1 || hb[HandBackKind{Method: tc.ret}] != 1 {
+				t.Errorf("HandBacks() = %v, want one %s without fallback", hb, tc.ret)
+			}
 			select {
 			case <-agent.closed:
 			default:
@@ -123,6 +126,9 @@ func TestReferFailureFallsBackToBYE(t *testing.T) {
 	s.start(t)
 	s.wait(t)
 	s.trail.before(t, "stored result REFER fallback=true", "BYE")
+	if n := s.rt.HandBacks(); len(n) != 1 || n[HandBackKind{Method: switchback.ReturnREFER, Fallback: true}] != 1 {
+		t.Errorf("HandBacks() = %v, want one REFER that fell back", n)
+	}
 	hb := s.transfers.events(switchback.EventHandBack)
 	if len(hb) != 1 || hb[0]["reason"] != "REFER refused with 603" || hb[0]["sipStatus"] != "603" {
 		t.Errorf("handback events = %v", hb)

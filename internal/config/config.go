@@ -22,8 +22,25 @@ type Config struct {
 	Expiry   Expiry   `yaml:"expiry"`
 	SIP      SIP      `yaml:"sip"`
 	Tenants  []Tenant `yaml:"tenants"`
+	Node     Node     `yaml:"node"`
 	Shutdown Shutdown `yaml:"shutdown"`
 	Log      Log      `yaml:"log"`
+}
+
+// Node is this node's place among the nodes sharing the store (DESIGN.md
+// "Multi-node"): the lease it holds while it runs. The node renews the
+// lease every Heartbeat; a node that has not renewed it for TTL is taken
+// for lost, and the other nodes complete its calls. A node that finds its
+// own lease lost is fenced: it ends its calls at once and exits with an
+// error, for its supervisor to start it again under a new lease.
+type Node struct {
+	// ID names the node in the store, the same across its restarts; ""
+	// derives one from the host name and the SIP address it listens on.
+	// Two nodes running at once must not share one: the second start
+	// takes the first one's lease.
+	ID        string   `yaml:"id"`
+	Heartbeat Duration `yaml:"heartbeat"` // how often the lease is renewed; default DefaultNodeHeartbeat
+	TTL       Duration `yaml:"ttl"`       // how long it lasts unrenewed; at least twice Heartbeat; default DefaultNodeTTL
 }
 
 // Shutdown configures how a node stops. SIGTERM drains it: new calls are
@@ -275,6 +292,8 @@ const (
 	DefaultRequestsPerSecond  = 200.0
 	DefaultBurst              = 400
 	DefaultDrainTimeout       = time.Hour
+	DefaultNodeHeartbeat      = 5 * time.Second
+	DefaultNodeTTL            = 15 * time.Second
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
 
@@ -345,6 +364,7 @@ func Default() Config {
 			},
 		},
 		Expiry:   Expiry{SweepInterval: Duration(DefaultSweepInterval), MaxCallDuration: Duration(DefaultMaxCallDuration)},
+		Node:     Node{Heartbeat: Duration(DefaultNodeHeartbeat), TTL: Duration(DefaultNodeTTL)},
 		Shutdown: Shutdown{DrainTimeout: Duration(DefaultDrainTimeout)},
 		SIP: SIP{
 			Listen:            DefaultSIPListen,

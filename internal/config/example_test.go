@@ -95,6 +95,7 @@ func TestExample(t *testing.T) {
 				Agents:                    []AgentConfig{{Menu: &Menu{Default: Outcome{TransferType: "SYSTEM"}}}},
 			},
 		},
+		Node:     Node{Heartbeat: Duration(5 * time.Second), TTL: Duration(15 * time.Second)},
 		Shutdown: Shutdown{DrainTimeout: Duration(time.Hour)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
@@ -107,7 +108,7 @@ func TestExample(t *testing.T) {
 	gotSIP, dSIP := got.SIP, d.SIP
 	gotSIP.Trunks, dSIP.Trunks = nil, nil
 	if got.API != d.API || got.Store != d.Store || got.Pool.Quarantine != d.Pool.Quarantine ||
-		got.Expiry != d.Expiry || !reflect.DeepEqual(gotSIP, dSIP) || got.Log != d.Log {
+		got.Expiry != d.Expiry || !reflect.DeepEqual(gotSIP, dSIP) || got.Node != d.Node || got.Log != d.Log {
 		t.Errorf("the example's scalars differ from Default()")
 	}
 	for _, tn := range got.Tenants[:1] {

@@ -161,6 +161,9 @@ tenants:
 				"SWITCHBACK_STORE_DSN":                              "postgres://db/sb",
 				"SWITCHBACK_POOL_QUARANTINE":                        "30s",
 				"SWITCHBACK_EXPIRY_SWEEPINTERVAL":                   "500ms",
+				"SWITCHBACK_NODE_ID":                                "sb-2",
+				"SWITCHBACK_NODE_HEARTBEAT":                         "1s",
+				"SWITCHBACK_NODE_TTL":                               "3s",
 				"SWITCHBACK_LOG_LEVEL":                              "warn",
 				"SWITCHBACK_LOG_FORMAT":                             "text",
 			},
@@ -172,6 +175,7 @@ tenants:
 				c.Store = Store{Driver: "postgres", DSN: "postgres://db/sb"}
 				c.Pool.Quarantine = Duration(30 * time.Second)
 				c.Expiry.SweepInterval = Duration(500 * time.Millisecond)
+				c.Node = Node{ID: "sb-2", Heartbeat: Duration(time.Second), TTL: Duration(3 * time.Second)}
 				c.Log = Log{Level: "warn", Format: "text"}
 			},
 		},
@@ -226,7 +230,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			file: "apii:\n  listen: x\n",
-			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, pool, shutdown, sip, store, tenants"},
+			want: []string{"switchback.yaml:1: apii: unknown field; known fields here are api, expiry, log, node, pool, shutdown, sip, store, tenants"},
 		},
 		{
 			name: "unknown nested key",
@@ -470,7 +474,11 @@ func TestEnvVars(t *testing.T) {
 		"SWITCHBACK_SIP_NONCETTL",
 		"SWITCHBACK_SIP_MAXPENDINGINVITES",
 		"SWITCHBACK_SIP_REFERTIMEOUT",
-		"SWITCHBACK_SIP_RETURNTIMEOUT", "SWITCHBACK_SHUTDOWN_DRAINTIMEOUT",
+		"SWITCHBACK_SIP_RETURNTIMEOUT",
+		"SWITCHBACK_NODE_ID",
+		"SWITCHBACK_NODE_HEARTBEAT",
+		"SWITCHBACK_NODE_TTL",
+		"SWITCHBACK_SHUTDOWN_DRAINTIMEOUT",
 		"SWITCHBACK_LOG_LEVEL",
 		"SWITCHBACK_LOG_FORMAT",
 	}

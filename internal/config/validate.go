@@ -46,6 +46,7 @@ func (c Config) Validate() error {
 		p.add("shutdown.drainTimeout", "must be 0 (end calls at once) or positive, got %v", c.Shutdown.DrainTimeout)
 	}
 	c.validateSIP(&p)
+	c.validateNode(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -122,6 +123,30 @@ func (c Config) validateStore(p *problems) {
 		}
 	default:
 		p.add("store.driver", "must be sqlite or postgres, got %q", c.Store.Driver)
+	}
+}
+
+// maxNodeIDBytes bounds node.id, which names the node in logs, metrics
+// and the store.
+const maxNodeIDBytes = 200
+
+func (c Config) validateNode(p *problems) {
+	n := c.Node
+	if len(n.ID) > maxNodeIDBytes {
+		p.add("node.id", "must be at most %d bytes, got %d", maxNodeIDBytes, len(n.ID))
+	}
+	for _, r := range n.ID {
+		if r <= ' ' || r == 0x7f {
+			p.add("node.id", "must not hold spaces or control characters, got %q", n.ID)
+			break
+		}
+	}
+	if n.Heartbeat <= 0 {
+		p.add("node.heartbeat", "must be positive, got %v", n.Heartbeat)
+	}
+	// One late heartbeat must not lose the lease.
+	if n.Heartbeat > 0 && n.TTL < 2*n.Heartbeat {
+		p.add("node.ttl", "must be at least twice node.heartbeat (%v), got %v", n.Heartbeat, n.TTL)
 	}
 }
 

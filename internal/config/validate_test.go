@@ -265,6 +265,33 @@ func TestValidate(t *testing.T) {
 			want: []string{`pool.numbers[1].numbers[1]: +442079460000 is already listed at pool.numbers[1].numbers[0]`},
 		},
 		{
+			name:   "node id with a space",
+			mutate: func(c *Config) { c.Node.ID = "sb 1" },
+			want:   []string{`node.id: must not hold spaces or control characters, got "sb 1"`},
+		},
+		{
+			name:   "node id too long",
+			mutate: func(c *Config) { c.Node.ID = strings.Repeat("n", 201) },
+			want:   []string{`node.id: must be at most 200 bytes, got 201`},
+		},
+		{
+			name:   "node heartbeat zero",
+			mutate: func(c *Config) { c.Node.Heartbeat = 0 },
+			want:   []string{`node.heartbeat: must be positive, got 0s`},
+		},
+		{
+			name:   "node ttl under two heartbeats",
+			mutate: func(c *Config) { c.Node.TTL = Duration(9 * time.Second) },
+			want:   []string{`node.ttl: must be at least twice node.heartbeat (5s), got 9s`},
+		},
+		{
+			name: "node ttl of exactly two heartbeats",
+			mutate: func(c *Config) {
+				c.Node = Node{ID: "sb-1/10.0.0.5:5060", Heartbeat: Duration(time.Second), TTL: Duration(2 * time.Second)}
+			},
+			want: nil,
+		},
+		{
 			name:   "unknown log level",
 			mutate: func(c *Config) { c.Log.Level = "verbose" },
 			want:   []string{`log.level: must be debug, info, warn or error, got "verbose"`},

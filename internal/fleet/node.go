@@ -136,6 +136,17 @@ func (n *Node) Lease() switchback.NodeLease { return n.lease }
 // A lost lease is never regained: a new Start is a new epoch.
 func (n *Node) Lost() <-chan struct{} { return n.lost }
 
+// Live reports whether the node still holds its lease: it has neither
+// lost nor released it.
+func (n *Node) Live() bool {
+	select {
+	case <-n.lost:
+		return false
+	default:
+	}
+	return !n.isReleased()
+}
+
 // TakenOver returns how many calls of lost nodes this node has completed.
 func (n *Node) TakenOver() int64 { return n.taken.Load() }
 

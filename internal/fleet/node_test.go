@@ -105,7 +105,7 @@ func TestStartAcquiresTheLease(t *testing.T) {
 		return switchback.NodeLease{Node: id, Epoch: 7}, nil
 	}}
 	n := start(t, Options{Store: store, ID: "a", Clock: func() time.Time { return t0 }})
-	if n.Lease() != (switchback.NodeLease{Node: "a", Epoch: 7}) || gotTTL != DefaultTTL || !gotNow.Equal(t0) || isLost(n) {
+	if n.Lease() != (switchback.NodeLease{Node: "a", Epoch: 7}) || gotTTL != DefaultTTL || !gotNow.Equal(t0) || isLost(n) || !n.Live() {
 		t.Fatalf("lease %v, ttl %v at %v", n.Lease(), gotTTL, gotNow)
 	}
 	for name, o := range map[string]Options{
@@ -165,8 +165,8 @@ func TestSupersededLeaseIsLost(t *testing.T) {
 	c := &clock{now: t0}
 	n := start(t, Options{Store: store, ID: "a", Clock: c.Now})
 	c.Advance(DefaultHeartbeat)
-	if err := n.beat(context.Background()); switchback.ErrorCode(err) != switchback.EFENCED || !isLost(n) {
-		t.Fatalf("beat: %v, lost %v", err, isLost(n))
+	if err := n.beat(context.Background()); switchback.ErrorCode(err) != switchback.EFENCED || !isLost(n) || n.Live() {
+		t.Fatalf("beat: %v, lost %v, live %v", err, isLost(n), n.Live())
 	}
 }
 
@@ -306,8 +306,8 @@ func TestReleaseIsNoLoss(t *testing.T) {
 	if err := n.Release(context.Background()); err != nil || released != n.Lease() {
 		t.Fatalf("release: %v, released %v", err, released)
 	}
-	if err := n.beat(context.Background()); err != nil || renewed != 0 || isLost(n) {
-		t.Fatalf("beat after release: %v, renewed %d, lost %v", err, renewed, isLost(n))
+	if err := n.beat(context.Background()); err != nil || renewed != 0 || isLost(n) || n.Live() {
+		t.Fatalf("beat after release: %v, renewed %d, lost %v, live %v", err, renewed, isLost(n), n.Live())
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback/internal/config"
@@ -24,13 +23,11 @@ type access struct {
 // tenantAccess is a tenant's SIP access.
 type tenantAccess struct {
 	access
-	id       string
-	user     string // the user part of its static URI
-	maxCalls int64
+	id   string
+	user string // the user part of its static URI
 	// returnAuth answers an INVITE hand-back's challenge when the
 	// transfer brings no credentials of its own.
 	returnAuth config.SIPUser
-	calls      atomic.Int64
 }
 
 func parsePrefixes(field string, list []string) ([]netip.Prefix, error) {
@@ -69,7 +66,7 @@ func (e *Edge) loadAccess(c config.Config) error {
 		if err != nil {
 			return err
 		}
-		ta := &tenantAccess{access: a, id: t.ID, user: t.SIP.User, maxCalls: int64(t.SIP.MaxCalls), returnAuth: t.SIP.ReturnAuth}
+		ta := &tenantAccess{access: a, id: t.ID, user: t.SIP.User, returnAuth: t.SIP.ReturnAuth}
 		e.tenants[t.SIP.User] = ta
 		e.tenantsByID[t.ID] = ta
 		if len(a.allow) == 0 && len(a.users) > 0 {

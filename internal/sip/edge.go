@@ -50,6 +50,9 @@ type Options struct {
 	// one from Transfers and Agents, which the edge then owns.
 	Calls *call.Runtime
 	Log   *slog.Logger
+	// Answered, when set, is told for each call answered how long its
+	// INVITE waited for the 200 OK: for a latency histogram.
+	Answered func(time.Duration)
 }
 
 // Edge is the SIP side of Switchback.
@@ -95,6 +98,8 @@ type Edge struct {
 	// minSE is the smallest session interval taken (RFC 4028 §4).
 	minSE time.Duration
 
+	answered func(time.Duration) // Options.Answered
+
 	maxPending int64
 	pending    atomic.Int64 // new INVITEs not yet answered or refused
 	shed       atomic.Int64 // INVITEs refused by the pending limit
@@ -125,6 +130,7 @@ func New(o Options) (*Edge, error) {
 		minSE:      minSE,
 		ports:      media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
 		maxPending: int64(o.Config.SIP.MaxPendingInvites),
+		answered:   o.Answered,
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
 	}

@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -42,6 +41,7 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "1"))
 		return
 	}
+	arrived := e.now()
 	answered := sync.OnceFunc(func() { e.pending.Add(-1) })
 	defer answered()
 	respond(tx, req, 100, "Trying")
@@ -56,7 +56,6 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if t := req.To(); t != nil {
 		arrival.To = t.Address.String()
 	}
-	var tenant *tenantAccess
 	if t, ok := e.tenantFor(req); ok {
 		if e.check(ctx, &t.access, req, tx) != passed {
 			return
@@ -70,24 +69,20 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, req, 400, "Missing "+TransferIDHeader)
 			return
 		}
-		tenant, arrival.TenantID, arrival.TransferID = t, t.id, id
+		arrival.TenantID, arrival.TransferID = t.id, id
 	} else if number := dialledNumber(req); number != "" {
 		if e.trunkFor(ctx, req, tx) != passed {
 			return
 		}
-		// The transfer holding the number names the tenant, whose limits
-		// apply before the transfer is used up.
+		// The transfer holding the number names the tenant, and the call
+		// is matched to that transfer like a SIP transfer's: under the
+		// tenant's limit of calls across the fleet (tenants[].sip.maxCalls).
 		k, err := e.svc.NumberHolder(ctx, number)
 		if err != nil {
 			e.refuse(tx, req, err)
 			return
 		}
-		arrival.Number = number
-		tenant = e.tenantsByID[k.TenantID]
-		if tenant == nil {
-			// A tenant no longer configured: no limits to apply.
-			tenant = &tenantAccess{id: k.TenantID, maxCalls: math.MaxInt64}
-		}
+		arrival.TenantID, arrival.TransferID = k.TenantID, k.ID
 	} else {
 		respond(tx, req, 404, "Not Found")
 		return
@@ -141,18 +136,16 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
-	if n := tenant.calls.Add(1); n > tenant.maxCalls {
-		tenant.calls.Add(-1)
-		respond(tx, req, 486, "Busy Here", sip.NewHeader("Retry-After", "5"))
-		return
-	}
-	release := sync.OnceFunc(func() { tenant.calls.Add(-1) })
+	// The tenant's limit of calls is counted in the store, across every
+	// node (tenants[].sip.maxCalls): the match refuses a call past it with
+	// EBUSY, 486. No count of this node's own stands in front of it, which
+	// would refuse calls the fleet still has room for while INVITEs that
+	// are about to fail hold its places.
 
 	// The media ports come before the match, so running out of them
 	// refuses the call without using up its transfer.
 	sess, err := media.ListenRTP(e.bind, e.ports)
 	if err != nil {
-		release()
 		e.log.Warn("no RTP ports free; refusing the call", "err", err)
 		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
@@ -162,24 +155,20 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	select {
 	case <-tx.Done():
 		sess.Close()
-		release()
 		return
 	default:
 	}
 	c, err := e.calls.Admit(ctx, arrival)
 	if err != nil {
 		sess.Close()
-		release()
 		e.refuse(tx, req, err)
 		return
 	}
-	l, err := e.answer(req, tx, c, sess, offer, params)
+	l, err := e.answer(req, tx, c, sess, offer, params, arrived)
 	if err != nil {
-		release()
 		c.Abandon(err.Error())
 		return
 	}
-	l.release = release
 	answered()
 	c.Start(l)
 }
@@ -201,8 +190,9 @@ func (e *Edge) refuse(tx sip.ServerTransaction, req *sip.Request, err error) {
 }
 
 // answer makes the caller's leg: it sets up the media, sends the 200 OK
-// and returns once the caller has acknowledged it.
-func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, sess *media.Session, offer *media.Offer, params media.Params) (*leg, error) {
+// and returns once the caller has acknowledged it. arrived is when the
+// INVITE came, for Options.Answered.
+func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, sess *media.Session, offer *media.Offer, params media.Params, arrived time.Time) (*leg, error) {
 	sess.InactivityTimeout = e.cfg.RTPTimeout.Duration()
 	dialog, err := e.dialogUA.ReadInvite(req, tx)
 	if err != nil {
@@ -252,6 +242,9 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 	if err := dialog.WriteResponse(res); err != nil {
 		return fail(0, "", err)
 	}
+	if e.answered != nil {
+		e.answered(e.now().Sub(arrived))
+	}
 	if dialog.LoadState() == sip.DialogStateEnded {
 		return fail(0, "", errors.New("the caller went away before acknowledging the answer"))
 	}
@@ -259,6 +252,6 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 	return l, nil
 }
 
-// Close implements call.Leg: the call is over; the leg's media and its
-// call slot are released.
+// Close implements call.Leg: the call is over; the leg's media is
+// released.
 func (l *leg) Close() { l.close() }

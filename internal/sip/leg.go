@@ -74,7 +74,6 @@ type leg struct {
 	notifies  chan referNotify // the NOTIFYs of our REFER (caller leg)
 	peer      *leg             // the other leg while bridged, set before the bridge is announced
 	peerMu    sync.Mutex
-	release   func() // frees what the leg holds beyond its media: a call slot
 }
 
 // newLeg makes a leg on an established dialog with its media session.
@@ -106,9 +105,6 @@ func (l *leg) close() {
 		l.e.dialogs.Delete(l.key)
 		l.media.Close()
 		l.d.Close()
-		if l.release != nil {
-			l.release()
-		}
 	})
 }
 
