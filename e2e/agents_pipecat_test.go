@@ -33,6 +33,13 @@ tenants:
           connectTimeout: 5s
           fallback: {output: {transferType: SYSTEM, transferVariables: {reason: agent unavailable}}}
           hangUpOutput: {transferType: SYSTEM, transferVariables: {ended: bot}}
+  - id: stale   # the bot's URL with a token the bot does not have
+    sip: {user: stale, allow: [127.0.0.0/8]}
+    agents:
+      - websocket:
+          url: ws://127.0.0.1:BOT_PORT/media
+          authToken: not-the-bot-token
+          fallback: {output: {transferType: SYSTEM, transferVariables: {reason: agent unavailable}}}
 shutdown: {drainTimeout: 1m}
 log: {level: debug}
 `
@@ -52,12 +59,14 @@ type pipecatLeg struct {
 // REFER and INVITE (stored before each), the conversation's state carried
 // from call to call, listening to a bridged call, the caller hanging up,
 // and a drain that lets the last call finish, hung up over Twilio's REST.
+// Between them, a tenant whose agent signs with the wrong token is refused
+// by the bot's own X-Twilio-Signature check, and its fallback hands back.
 func TestAgentPipecat(t *testing.T) {
 	requireSIPp(t)
 	// The gateway first, so the bot knows the API its auto hang-up
 	// reaches; it dials the bot's port only when a call comes.
 	botPort := freeLoopbackTCPPort(t)
-	g := startGatewayConfig(t, strings.ReplaceAll(pipecatConfig, "BOT_PORT", strconv.Itoa(botPort)), "acme")
+	g := startGatewayConfig(t, strings.ReplaceAll(pipecatConfig, "BOT_PORT", strconv.Itoa(botPort)), "acme", "stale")
 	bot := startPipecatBot(t, botPort, "bot-token", g.URL)
 	tap := startCapture(t)
 	pcm := speech(t)[:8000*26/10] // one sentence, 2.6 s
@@ -249,6 +258,32 @@ func TestAgentPipecat(t *testing.T) {
 	if !ok {
 		return
 	}
+
+	t.Run("a wrong signature: the bot refuses, the fallback hands back", func(t *testing.T) {
+		g.create(t, "stale", `{"id":"stale-1","externalConversationId":"conv-stale","type":"SIP"}`)
+		pcap := new(callerAudio).silence(3*time.Second).writePcap(t, audio, "stale-1.pcap")
+		c := newSIPpCall(t, g.sip, "dtmf.xml", map[string]string{"PCAP_FILE": pcap}, "X-ASAPP-CallTransferId: stale-1", "stale")
+		tap.watch(c.sipPort)
+		trig := tap.on(func(p packet) bool { return p.dst == c.sipPort && p.sip("BYE ") })
+		c.start(t)
+		select {
+		case <-trig:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no BYE:\n%s", g.stderr)
+		}
+		r := g.get(t, "stale", "stale-1")
+		wantOutput(t, r, "SYSTEM", map[string]string{"reason": "agent unavailable"})
+		if ok, out := c.wait(t); !ok {
+			t.Fatalf("caller: %s\n%s", out, g.stderr)
+		}
+		cv, err := newClient(g.keys["stale"]).do(context.Background(), "GET", g.URL+"/generativeagent/v1/conversations/conv-stale", "")
+		if err != nil || !strings.Contains(string(cv.raw), `"reason":"the agent refused the WebSocket handshake: HTTP 403"`) {
+			t.Errorf("the conversation does not record the refusal: %v %s", err, cv.raw)
+		}
+		if !strings.Contains(bot.out.String(), "refused a handshake without a valid X-Twilio-Signature") {
+			t.Errorf("the bot did not refuse the handshake:\n%s", bot.out)
+		}
+	})
 
 	t.Run("a drain lets the call finish, hung up over REST", func(t *testing.T) {
 		a := new(callerAudio).silence(2500 * time.Millisecond).digit('*').silence(4 * time.Second)
