@@ -53,7 +53,7 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	calls    map[*Call]struct{}
-	pending  int // calls admitted and being answered: not yet started or abandoned
+	pending  int // calls in Admit or being answered: not yet started or abandoned
 	draining bool
 	stopped  bool
 	idle     chan struct{} // closed when draining with no call left
@@ -193,8 +193,8 @@ func (r *Runtime) Draining() bool {
 	return r.draining
 }
 
-// Active returns how many calls the runtime holds: answered, or admitted
-// and being answered.
+// Active returns how many calls the runtime holds: answered, or in Admit
+// or being answered.
 func (r *Runtime) Active() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
