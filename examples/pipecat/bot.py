@@ -9,6 +9,12 @@ to Switchback with an output context (the switchback.handback extension); press
 * and it ends the call the Twilio way instead: its pipeline ends and pipecat's
 auto hang-up POSTs Twilio's call update to Switchback's API.
 
+What it adds with Switchback's extensions: it reads switchback.context, so a
+conversation's later call continues the count of utterances the earlier ones
+saved (and records what it was given, as a custom event); and after a hand-back
+by INVITE it keeps listening to the bridged call, telling the caller's track
+from the return leg's, transcribing the caller and reporting what it heard.
+
 No API key, no network: run it next to `switchback serve` (see README.md).
 """
 
@@ -20,6 +26,7 @@ import json
 import math
 import os
 import struct
+import time
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
@@ -35,6 +42,7 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
+    OutputTransportMessageFrame,
     OutputTransportMessageUrgentFrame,
     SpeechOutputAudioRawFrame,
     VADUserStartedSpeakingFrame,
@@ -79,20 +87,71 @@ def message(event: str, **fields) -> OutputTransportMessageUrgentFrame:
     return OutputTransportMessageUrgentFrame(message={"event": event, **fields})
 
 
+class TrackSerializer(TwilioFrameSerializer):
+    """pipecat's Twilio serializer, told the tracks apart. pipecat mixes every
+    media message into one input stream; after an INVITE hand-back Switchback
+    streams both legs of the bridged call, the caller as "inbound" and the
+    return leg as "outbound". This one counts each track and passes on only
+    the caller's audio, so the return leg's voice is neither echoed nor taken
+    for a barge-in. It also logs the stream's end (Twilio's "stop")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frames = {"inbound": 0, "outbound": 0}
+
+    async def deserialize(self, data):
+        try:
+            msg = json.loads(data)
+        except (TypeError, ValueError):
+            return await super().deserialize(data)
+        event = msg.get("event") if isinstance(msg, dict) else None
+        if event == "media":
+            track = (msg.get("media") or {}).get("track", "inbound")
+            self.frames[track] = self.frames.get(track, 0) + 1
+            if track != "inbound":
+                return None
+        elif event == "stop":
+            logger.info(f"stop: the stream of call {(msg.get('stop') or {}).get('callSid')} ended")
+        return await super().deserialize(data)
+
+
 class EchoBot(FrameProcessor):
     """Greets, echoes each utterance once the caller stops, yields on barge-in,
-    and hands the call back on a digit."""
+    and hands the call back on a digit; after a hand-back by INVITE, listens."""
 
-    def __init__(self, task_name: str):
+    def __init__(self, task_name: str, context: dict, serializer: TrackSerializer, follows: bool):
         super().__init__()
         self._task_name = task_name
+        self._context = context  # switchback.context, {} without it
+        self._serializer = serializer
+        self._follows = follows  # Switchback streams the bridged call after an INVITE hand-back
+        conversation = context.get("conversation") or {}
+        saved = conversation.get("state")
+        # The state the conversation's earlier calls saved: go on from it.
+        self._state = dict(saved) if isinstance(saved, dict) else {}
+        self._utterances = int(self._state.get("utterances", 0))
         self._speaking = False  # the caller, by VAD
         self._bot_speaking = False
         self._heard = bytearray()
-        self._utterances = 0
         self._handed_back = False
+        self._listening_since = None  # the track counts at the hand-back
+        self._reported = 0.0
 
     async def greet(self):
+        # What Switchback told the bot beyond Twilio's start, for the record.
+        conversation = self._context.get("conversation") or {}
+        await self.push_frame(
+            message(
+                "switchback.event",
+                type="context",
+                data={
+                    "transferId": str(self._context.get("transferId", "")),
+                    "returnTransferType": str(self._context.get("returnTransferType", "")),
+                    "legs": str(len(conversation.get("legs") or [])),
+                    "state": json.dumps(conversation.get("state"), sort_keys=True),
+                },
+            )
+        )
         # Speech output frames: pipecat tracks them to know the bot is
         # speaking, which is what makes the caller's voice a barge-in.
         await self.push_frame(SpeechOutputAudioRawFrame(audio=chime() * 2, sample_rate=RATE, num_channels=1))
@@ -119,6 +178,7 @@ class EchoBot(FrameProcessor):
         elif isinstance(frame, InputAudioRawFrame):
             if self._speaking and len(self._heard) < RATE * 2 * 10:
                 self._heard += frame.audio
+            await self._report_listening()
             return  # heard, not passed on: the output plays only the bot
         elif isinstance(frame, InputDTMFFrame):
             digit = str(frame.button.value)
@@ -135,16 +195,40 @@ class EchoBot(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def _echo(self):
-        if not self._heard or self._handed_back:
+        if not self._heard:
+            return
+        heard = bytes(self._heard)
+        self._heard.clear()
+        seconds = len(heard) / (RATE * 2)
+        if self._handed_back:
+            if self._listening_since is not None:
+                # The bridged call: transcribed, not answered.
+                await self.push_frame(
+                    message("switchback.transcript", role="caller", text=f"[speech {seconds:.2f} s, bridged]", final=True)
+                )
             return
         self._utterances += 1
-        seconds = len(self._heard) / (RATE * 2)
+        self._state["utterances"] = self._utterances
         await self.push_frame(
             message("switchback.transcript", role="caller", text=f"[speech {seconds:.2f} s]", final=True)
         )
-        await self.push_frame(message("switchback.state", state={"utterances": self._utterances}))
-        await self.push_frame(SpeechOutputAudioRawFrame(audio=bytes(self._heard), sample_rate=RATE, num_channels=1))
-        self._heard.clear()
+        await self.push_frame(message("switchback.state", state=self._state))
+        await self.push_frame(SpeechOutputAudioRawFrame(audio=heard, sample_rate=RATE, num_channels=1))
+
+    async def _report_listening(self):
+        """While following the bridged call, says once a second how many
+        frames of each track it heard since the hand-back."""
+        if self._listening_since is None or time.monotonic() - self._reported < 1.0:
+            return
+        self._reported = time.monotonic()
+        frames = self._serializer.frames
+        await self.push_frame(
+            message(
+                "switchback.event",
+                type="listening",
+                data={track: str(frames.get(track, 0) - self._listening_since.get(track, 0)) for track in ("inbound", "outbound")},
+            )
+        )
 
     async def _hand_back(self, digit: str):
         if self._handed_back:
@@ -154,20 +238,33 @@ class EchoBot(FrameProcessor):
             return
         self._handed_back = True
         logger.info(f"digit {digit}: handing the call back")
+        self._state.update(utterances=self._utterances, lastDigit=digit)
         await self.push_frame(message("switchback.transcript", role="caller", text=f"pressed {digit}", final=True))
+        # Not urgent: pipecat paces its audio to real time, so an urgent
+        # message would overtake what it has not sent yet. Queued after that
+        # audio, the hand-back leaves once it has all gone to Switchback,
+        # which plays it out before handing the call back (finishAudio). No
+        # barge-in interrupts the bot from now on: that would drop the
+        # hand-back with the audio.
         await self.push_frame(
-            message(
-                "switchback.handback",
-                outputContext={
-                    "transferType": "AGENT",
-                    "currentTaskName": self._task_name,
-                    "referenceVariables": {"bot": "pipecat"},
-                    "transferVariables": {"digit": digit, "utterances": str(self._utterances)},
-                },
-                state={"utterances": self._utterances, "lastDigit": digit},
-                finishAudio=True,
+            OutputTransportMessageFrame(
+                message={
+                    "event": "switchback.handback",
+                    "outputContext": {
+                        "transferType": "AGENT",
+                        "currentTaskName": self._task_name,
+                        "referenceVariables": {"bot": "pipecat"},
+                        "transferVariables": {"digit": digit, "utterances": str(self._utterances)},
+                    },
+                    "state": self._state,
+                    "finishAudio": True,
+                }
             )
         )
+        if self._follows:
+            # The call is not over: once bridged to the returnURI, Switchback
+            # streams both legs until it ends.
+            self._listening_since = dict(self._serializer.frames)
 
 
 @app.get("/healthz")
@@ -186,15 +283,23 @@ async def media(websocket: WebSocket):
             return
     await websocket.accept()
 
-    # Twilio's first two messages: connected, then start with the SIDs.
+    # Twilio's first two messages: connected, then start with the SIDs; then
+    # Switchback's own, switchback.context, with the conversation to resume.
     stream = websocket.iter_text()
     await stream.__anext__()
     start = json.loads(await stream.__anext__())["start"]
     params = start.get("customParameters", {})
-    logger.info(f"call {start['callSid']} for transfer {params.get('transferId')}, task {params.get('taskName')}")
+    context = json.loads(await stream.__anext__())
+    if context.get("event") != "switchback.context":
+        context = {}
+    resumed = len((context.get("conversation") or {}).get("legs") or [])
+    logger.info(
+        f"call {start['callSid']} for transfer {params.get('transferId')}, task {params.get('taskName')}, "
+        f"{resumed} earlier calls"
+    )
 
     hang_up = bool(settings.api_base_url and settings.auth_token)
-    serializer = TwilioFrameSerializer(
+    serializer = TrackSerializer(
         stream_sid=start["streamSid"],
         call_sid=start["callSid"],
         account_sid=start["accountSid"],
@@ -212,7 +317,12 @@ async def media(websocket: WebSocket):
             serializer=serializer,
         ),
     )
-    bot = EchoBot(params.get("taskName") or settings.task)
+    bot = EchoBot(
+        params.get("taskName") or settings.task,
+        context=context,
+        serializer=serializer,
+        follows="outbound" in start.get("tracks", []),
+    )
     vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=0.4)))
     pipeline = Pipeline([transport.input(), vad, bot, transport.output()])
     worker = PipelineWorker(
@@ -227,7 +337,7 @@ async def media(websocket: WebSocket):
 
     @transport.event_handler("on_client_disconnected")
     async def on_disconnected(_transport, _ws):
-        logger.info("Switchback closed the stream")
+        logger.info(f"Switchback closed the stream of call {start['callSid']}")
         await worker.cancel()
 
     runner = WorkerRunner(handle_sigint=False)

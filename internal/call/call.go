@@ -104,6 +104,7 @@ func (c *Call) Start(leg Leg) {
 		c.endUnanswered("shutdown")
 		c.bye(leg)
 		leg.Close()
+		c.r.settle()
 		return
 	}
 	go c.run(leg)
@@ -115,6 +116,7 @@ func (c *Call) Start(leg Leg) {
 func (c *Call) Abandon(why string) {
 	c.log.Info("the call was not answered; its transfer ends as a caller disconnect", "why", why)
 	c.endUnanswered("unanswered")
+	c.r.settle()
 }
 
 func (c *Call) endUnanswered(how string) {

@@ -53,12 +53,13 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	calls    map[*Call]struct{}
+	pending  int // calls in Admit or being answered: not yet started or abandoned
 	draining bool
 	stopped  bool
 	idle     chan struct{} // closed when draining with no call left
 	ended    map[string]uint64
 	handed   map[HandBackKind]uint64
-	wg       sync.WaitGroup // the calls' goroutines, and background writes
+	wg       sync.WaitGroup // admitted calls, the calls' goroutines, and background writes
 	quit     chan struct{}  // closed by Stop: background writes give up
 }
 
@@ -100,10 +101,31 @@ type Arrival struct {
 // call is then the caller's to answer: Start it once answered, or Abandon
 // it. When Admit fails nothing is left to undo; its error is a domain
 // error the edge answers with.
+//
+// From its match on, the call counts as in progress: a drain waits for it
+// (an agent may take seconds to connect while the caller hears ringing,
+// and the transfer is already ONGOING), and a stop cuts its agent's
+// connecting short and waits for it to be started or abandoned, so that
+// its outcome is stored.
 func (r *Runtime) Admit(ctx context.Context, a Arrival) (*Call, error) {
-	if r.Draining() {
+	if !r.admitting() {
 		return nil, ErrDraining
 	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			r.settle()
+		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var t *switchback.Transfer
 	var err error
 	if a.Number != "" {
@@ -125,7 +147,44 @@ func (r *Runtime) Admit(ctx context.Context, a Arrival) (*Call, error) {
 		c.agentErr = err
 	}
 	c.agent = agent
+	admitted = true
 	return c, nil
+}
+
+// admitting counts a call being admitted, so that a drain waits for it
+// and a stop for its end; false once the runtime drains or stopped.
+func (r *Runtime) admitting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.draining {
+		return false
+	}
+	r.pending++
+	r.wg.Add(1)
+	return true
+}
+
+// settle forgets a call admitted but not started: refused by Admit,
+// abandoned, or refused its start by a stop.
+func (r *Runtime) settle() {
+	r.mu.Lock()
+	r.pending--
+	r.idleIfDone()
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+// idleIfDone closes idle when a draining runtime holds no call, admitted
+// or started. r.mu is held.
+func (r *Runtime) idleIfDone() {
+	if !r.draining || len(r.calls) > 0 || r.pending > 0 {
+		return
+	}
+	select {
+	case <-r.idle:
+	default:
+		close(r.idle)
+	}
 }
 
 // Draining reports whether the node takes no new calls.
@@ -135,11 +194,12 @@ func (r *Runtime) Draining() bool {
 	return r.draining
 }
 
-// Active returns how many calls the runtime holds.
+// Active returns how many calls the runtime holds: answered, or in Admit
+// or being answered.
 func (r *Runtime) Active() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.calls)
+	return len(r.calls) + r.pending
 }
 
 // Ended returns how many calls ended, by how they ended: "handback" (the
@@ -190,9 +250,7 @@ func (r *Runtime) Drain() <-chan struct{} {
 	if !r.draining {
 		r.draining = true
 		r.idle = make(chan struct{})
-		if len(r.calls) == 0 {
-			close(r.idle)
-		}
+		r.idleIfDone()
 	}
 	return r.idle
 }
@@ -206,9 +264,7 @@ func (r *Runtime) Stop() {
 	r.draining = true
 	if r.idle == nil {
 		r.idle = make(chan struct{})
-		if len(r.calls) == 0 {
-			close(r.idle)
-		}
+		r.idleIfDone()
 	}
 	if !r.stopped {
 		r.stopped = true
@@ -225,15 +281,16 @@ func (r *Runtime) Stop() {
 	r.wg.Wait()
 }
 
-// add registers a call that is starting; false once the runtime stopped.
+// add registers an admitted call that is starting, which takes over its
+// admission's count; false once the runtime stopped.
 func (r *Runtime) add(c *Call) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
 		return false
 	}
+	r.pending--
 	r.calls[c] = struct{}{}
-	r.wg.Add(1)
 	return true
 }
 
@@ -242,13 +299,7 @@ func (r *Runtime) done(c *Call, how string) {
 	r.mu.Lock()
 	delete(r.calls, c)
 	r.ended[how]++
-	if r.draining && len(r.calls) == 0 {
-		select {
-		case <-r.idle:
-		default:
-			close(r.idle)
-		}
-	}
+	r.idleIfDone()
 	r.mu.Unlock()
 	r.wg.Done()
 }

@@ -309,6 +309,112 @@ func TestDrain(t *testing.T) {
 	s.wait(t)
 }
 
+// connectingFactory is the factory of an agent that takes a while to
+// connect (a websocket agent dials before the call is answered): it waits
+// for connect, or for its context to end.
+type connectingFactory struct {
+	agent   switchback.Agent
+	dialing chan struct{} // closed once NewAgent waits
+	connect chan struct{}
+}
+
+func (f *connectingFactory) NewAgent(ctx context.Context, info *switchback.CallInfo) (switchback.Agent, error) {
+	close(f.dialing)
+	select {
+	case <-f.connect:
+		return f.agent, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// TestDrainWaitsForACallBeingAnswered: a drain that starts while a
+// matched call's agent connects, before the answer, waits for that call
+// too: it goes on to its normal end.
+func TestDrainWaitsForACallBeingAnswered(t *testing.T) {
+	s := newSetup(t, switchback.ReturnBYE, nil, false)
+	f := &connectingFactory{agent: handsBack(switchback.TransferAgent), dialing: make(chan struct{}), connect: make(chan struct{})}
+	s.rt.agents = f
+	admitted := make(chan *Call, 1)
+	go func() {
+		c, err := s.rt.Admit(context.Background(), Arrival{TenantID: "acme", TransferID: "t1"})
+		if err != nil {
+			t.Errorf("Admit = %v", err)
+		}
+		admitted <- c
+	}()
+	<-f.dialing
+	idle := s.rt.Drain()
+	if n := s.rt.Active(); n != 1 {
+		t.Errorf("Active while the call's agent connects = %d, want 1", n)
+	}
+	select {
+	case <-idle:
+		t.Fatal("idle while a matched call's agent connects")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.connect)
+	c := <-admitted
+	if c == nil {
+		t.FailNow()
+	}
+	c.Start(s.leg)
+	select {
+	case <-idle:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not idle once the call ended")
+	}
+	if st, out, _ := s.transfers.status(); st != switchback.StatusCompleted || out.TransferType != switchback.TransferAgent {
+		t.Errorf("transfer = %s %+v, want the agent's hand-back", st, out)
+	}
+	s.wait(t)
+}
+
+// TestStopWhileACallIsBeingAnswered: a stop cuts short the connecting of
+// a matched call's agent and waits for the call to be started, which
+// hangs it up with its outcome stored first.
+func TestStopWhileACallIsBeingAnswered(t *testing.T) {
+	s := newSetup(t, switchback.ReturnBYE, nil, false)
+	f := &connectingFactory{dialing: make(chan struct{}), connect: make(chan struct{})}
+	s.rt.agents = f
+	admitted := make(chan *Call, 1)
+	go func() {
+		c, err := s.rt.Admit(context.Background(), Arrival{TenantID: "acme", TransferID: "t1"})
+		if err != nil {
+			t.Errorf("Admit = %v", err)
+		}
+		admitted <- c
+	}()
+	<-f.dialing
+	stopped := make(chan struct{})
+	go func() { s.rt.Stop(); close(stopped) }()
+	var c *Call
+	select {
+	case c = <-admitted: // the stop ended the agent's connecting
+	case <-time.After(10 * time.Second):
+		close(f.connect)
+		t.Fatal("the stop did not cut the agent's connecting short")
+	}
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned before the admitted call was started")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if c == nil {
+		t.FailNow()
+	}
+	c.Start(s.leg)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return once the call was started")
+	}
+	if st, out, _ := s.transfers.status(); st != switchback.StatusCompleted || out.TransferType != switchback.TransferCallerDisconnect {
+		t.Errorf("transfer = %s %+v", st, out)
+	}
+	s.trail.before(t, "stored output CALLER_DISCONNECT", "BYE")
+}
+
 func TestStopEndsCallsWithTheirOutcomeStored(t *testing.T) {
 	talking := make(chan struct{})
 	agent := &fakeAgent{closed: make(chan struct{}), run: func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {

@@ -18,7 +18,7 @@ import (
 // Defaults and bounds of a Config.
 const (
 	// DefaultConnectTimeout bounds the dial, the handshake and the first
-	// messages. The caller hears ringing meanwhile, so it is kept short.
+	// messages. The call is not answered meanwhile, so it is kept short.
 	DefaultConnectTimeout = 3 * time.Second
 	// MaxConnectTimeout stays under the 32 s an INVITE transaction lives
 	// (RFC 3261 Timer B), so the caller's side never gives up first.

@@ -276,7 +276,7 @@ func (s *session) firstMessages() []any {
 			Event: eventContext, StreamSID: s.ids.stream, TransferID: s.info.TransferID,
 			ExternalConversationID: s.info.ExternalConversationID, Type: s.info.Type,
 			ReturnTransferType: string(s.info.Return), From: s.info.From, To: s.info.To,
-			InputContext: input, Conversation: encodeConversation(s.info.Conversation),
+			InputContext: input, Conversation: encodeConversation(s.info.Conversation, s.info.TransferID),
 		},
 	}
 }

@@ -218,6 +218,9 @@ func (s *session) apply(call switchback.Call, m inbound) (hb *switchback.HandBac
 		}
 	case inClear:
 		call.Clear()
+		// When the caller's audio went silent, for whoever measures a
+		// barge-in (the end-to-end tests do).
+		s.log.Debug("the agent cleared its queued audio")
 	case inHandBack:
 		if m.err != nil {
 			return nil, m.err, true

@@ -206,7 +206,10 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(timeFormat)
 }
 
-func encodeConversation(c *switchback.Conversation) *conversationJSON {
+// encodeConversation is the conversation a call of transfer self
+// continues, as switchback.context gives it: its earlier legs, without the
+// call's own (the store's record already lists it, ONGOING).
+func encodeConversation(c *switchback.Conversation, self string) *conversationJSON {
 	if c == nil {
 		return nil
 	}
@@ -215,7 +218,7 @@ func encodeConversation(c *switchback.Conversation) *conversationJSON {
 		Legs: make([]legJSON, 0, len(c.Legs)), State: c.State, Events: make([]eventJSON, 0, len(c.Events)),
 	}
 	for _, t := range c.Legs {
-		if t == nil {
+		if t == nil || t.ID == self {
 			continue
 		}
 		out.Legs = append(out.Legs, legJSON{

@@ -124,6 +124,12 @@ func resumedConversation() *switchback.Conversation {
 			OutputContext: &switchback.OutputContext{TransferType: switchback.TransferAgent, CurrentTaskName: "billing",
 				TransferVariables: map[string]string{"reason": "dispute"}},
 			SIP: &switchback.SIP{ReturnURI: "sip:ivr@pbx.example", ReturnAuthPassword: "never-shown"},
+		}, {
+			// The call's own leg, as the store lists it: not an earlier one,
+			// so not in switchback.context.
+			TenantID: "acme", ID: "tr-1", ExternalConversationID: "conv-1", Type: switchback.TypeSIP,
+			Status: switchback.StatusOngoing, CreatedAt: t0.Add(-time.Second), CallReceivedAt: t0,
+			InputContext: &switchback.InputContext{TaskName: "billing"},
 		}},
 		State: json.RawMessage(`{"step":"confirm","attempts":2}`),
 		Events: []switchback.ConversationEvent{
