@@ -97,6 +97,9 @@ type Edge struct {
 	wg      sync.WaitGroup // goroutines the edge starts on its own
 	// minSE is the smallest session interval taken (RFC 4028 §4).
 	minSE time.Duration
+	// ringAfter is how long a new call waits for its match and agent
+	// before the caller hears ringing.
+	ringAfter time.Duration
 
 	answered func(time.Duration) // Options.Answered
 
@@ -128,6 +131,7 @@ func New(o Options) (*Edge, error) {
 		calls:      o.Calls,
 		log:        o.Log,
 		minSE:      minSE,
+		ringAfter:  ringAfter,
 		ports:      media.PortRange{Min: o.Config.SIP.RTPPorts.Min, Max: o.Config.SIP.RTPPorts.Max},
 		maxPending: int64(o.Config.SIP.MaxPendingInvites),
 		answered:   o.Answered,

@@ -158,7 +158,11 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	default:
 	}
+	// A caller whose agent takes a while to connect hears ringing, not
+	// dead air (RFC 3261 §13.3.1.1); a quick one gets its 200 at once.
+	ringing := e.ringWhile(tx, req, e.ringAfter)
 	c, err := e.calls.Admit(ctx, arrival)
+	ringing()
 	if err != nil {
 		sess.Close()
 		e.refuse(tx, req, err)
@@ -171,6 +175,26 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	answered()
 	c.Start(l)
+}
+
+// ringAfter is how long the match and the agent's connecting may take
+// before the caller is sent 180 Ringing.
+const ringAfter = 250 * time.Millisecond
+
+// ringWhile sends 180 Ringing for req once after d, unless the returned
+// function is called first; that function returns only once a 180 under
+// way has gone, so no 180 follows the final answer.
+func (e *Edge) ringWhile(tx sip.ServerTransaction, req *sip.Request, d time.Duration) func() {
+	done := make(chan struct{})
+	t := time.AfterFunc(d, func() {
+		defer close(done)
+		respond(tx, req, 180, "Ringing")
+	})
+	return func() {
+		if !t.Stop() {
+			<-done
+		}
+	}
 }
 
 // drainRetryAfter is the Retry-After of a draining node's 503, in seconds.

@@ -444,3 +444,64 @@ func TestReturnLegSessionTimer(t *testing.T) {
 		})
 	}
 }
+
+// slowAgent is an agent factory that takes a while to connect.
+type slowAgent struct{ delay time.Duration }
+
+func (s slowAgent) NewAgent(ctx context.Context, _ *switchback.CallInfo) (switchback.Agent, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+	}
+	return handsBack, nil
+}
+
+func TestCallerHearsRingingWhileItsAgentConnects(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		ring  bool
+	}{{"a quick agent: no 180", 0, false}, {"a slow agent: 180 first", 800 * time.Millisecond, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startLegEdge(t, slowAgent{tc.delay}, nil)
+			e.transfer(t, "ring-1", nil)
+			p := newSipPeer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
+				sip.NewHeader(TransferIDHeader, "ring-1"), sip.NewHeader("Content-Type", "application/sdp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var codes []int
+			var mu sync.Mutex
+			err = d.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+				mu.Lock()
+				codes = append(codes, res.StatusCode)
+				mu.Unlock()
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Ack(ctx)
+			// The agent hands the call back at once.
+			p.next(t, sip.BYE, 5*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			rang := false
+			for i, c := range codes {
+				if c == 180 {
+					rang = true
+					if i != len(codes)-2 || codes[len(codes)-1] != 200 {
+						t.Fatalf("responses %v: the 180 is not just before the 200", codes)
+					}
+				}
+			}
+			if rang != tc.ring {
+				t.Fatalf("responses %v, want a 180: %v", codes, tc.ring)
+			}
+		})
+	}
+}
