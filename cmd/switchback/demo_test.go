@@ -107,6 +107,43 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoWebSocketAgent: the echo agent takes the call over a real
+// WebSocket, the caller hears its greeting, and its hand-back carries the
+// digit pressed.
+func TestDemoWebSocketAgent(t *testing.T) {
+	recording := filepath.Join(t.TempDir(), "heard.wav")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"demo", "--agent", "websocket", "--record", recording},
+		func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+	out := stdout.String()
+	if err != nil {
+		t.Fatalf("demo --agent websocket: %v\n%s\nstderr: %s", err, out, stderr.String())
+	}
+	for _, w := range []string{
+		`(?m)^The call's agent is an echo agent on ws://127\.0\.0\.1:\d+/, over a WebSocket\.$`,
+		`(?m)^3\. Heard the greeting \((\d\.\d) s of audio\), pressed 1$`,
+		`(?m)^4\. Switchback handed the call back: BYE$`,
+		`"transferType": "AGENT"`,
+		`"digit": "1"`,
+	} {
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Fatalf("the narrative lacks %s:\n%s", w, out)
+		}
+	}
+	f, err := os.Open(recording)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pcm, err := media.LoadWAV(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if level := softphone.RMS(pcm); level < 1000 {
+		t.Errorf("what the caller heard has RMS %.0f: silence", level)
+	}
+}
+
 func TestDemoRefusesArguments(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"demo", "extra"}, func(string) string { return "" }, strings.NewReader(""), &out, &out)
