@@ -188,7 +188,7 @@ func (f *farEnd) find(req *sip.Request) *farCall {
 func (f *farEnd) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	f.invites <- req
 	if f.refuse != 0 {
-		tx.Respond(sip.NewResponseFromRequest(req, f.refuse, "Busy Here", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, f.refuse, "Busy Here", nil))
 		return
 	}
 	if f.password != "" && !f.authorized(req, tx) {
@@ -196,18 +196,26 @@ func (f *farEnd) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d, err := f.dialogs.ReadInvite(req, tx)
 	if err != nil {
-		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
 		return
 	}
 	defer d.Close()
 	if f.ring {
-		if stx, ok := tx.(*sip.ServerTx); ok {
-			stx.OnCancel(func(*sip.Request) { f.cancelOne.Do(func() { close(f.cancelled) }) })
-		}
+		cancelled := make(chan struct{})
+		tx.OnCancel(func(*sip.Request) {
+			close(cancelled)
+			f.cancelOne.Do(func() { close(f.cancelled) })
+		})
 		d.Respond(180, "Ringing", nil)
 		select {
+		case <-cancelled:
 		case <-tx.Done():
 		case <-f.ctx.Done():
+		}
+		select {
+		case <-cancelled:
+			awaitACK(tx) // of the 487 the transaction answered the CANCEL with
+		default:
 		}
 		return
 	}
@@ -257,7 +265,7 @@ func (f *farEnd) authorized(req *sip.Request, tx sip.ServerTransaction) bool {
 	if h == nil {
 		res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
 		res.AppendHeader(sip.NewHeader("WWW-Authenticate", chal.String()))
-		tx.Respond(res)
+		refuse(tx, res)
 		return false
 	}
 	cred, err := digest.ParseCredentials(h.Value())
@@ -270,10 +278,38 @@ func (f *farEnd) authorized(req *sip.Request, tx sip.ServerTransaction) bool {
 		}
 	}
 	if err != nil {
-		tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return false
 	}
 	return true
+}
+
+// ackWait bounds how long the far end waits for the ACK of a refusal.
+const ackWait = 5 * time.Second
+
+// refuse answers an INVITE with a final response other than 2xx and
+// waits for its ACK (see awaitACK).
+func refuse(tx sip.ServerTransaction, res *sip.Response) {
+	if tx.Respond(res) == nil {
+		awaitACK(tx)
+	}
+}
+
+// awaitACK waits up to ackWait for the ACK of the final response other
+// than 2xx the INVITE transaction tx sent (RFC 3261 §17.2.1), so that the
+// INVITE's handler, which the far end waits for before it closes, outlives
+// it. sipgo reads each request on a goroutine of its own: an ACK still
+// being read when the far end closes finds neither the transaction nor the
+// listener, and sipgo opens a socket on 0.0.0.0 to answer it that nothing
+// closes.
+func awaitACK(tx sip.ServerTransaction) {
+	t := time.NewTimer(ackWait)
+	defer t.Stop()
+	select {
+	case <-tx.Acks():
+	case <-tx.Done():
+	case <-t.C:
+	}
 }
 
 // bye hangs up.
