@@ -353,13 +353,15 @@ func (c *Call) readRefer(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.referTo, c.referAccepted = target, !c.opts.DeclineRefer
 	c.mu.Unlock()
+	// Printed before the answer: once answered, the far end may hang up,
+	// and Run return, before a line printed after it.
 	if c.opts.DeclineRefer {
-		tx.Respond(sip.NewResponseFromRequest(req, 603, "Declined", nil))
 		c.events.printf("received REFER to %s: declined (--decline-refer)", target)
+		tx.Respond(sip.NewResponseFromRequest(req, 603, "Declined", nil))
 		return
 	}
-	tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
 	c.events.printf("received REFER to %s: accepted (the softphone does not dial it)", target)
+	tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
 	cseq := req.CSeq().SeqNo
 	c.goOwned(func(ctx context.Context) {
 		contact := c.dialog.InviteResponse.Contact()
