@@ -42,8 +42,10 @@ type farEnd struct {
 	dialogs   *sipgo.DialogServerCache
 	ctx       context.Context
 	cancel    context.CancelFunc
-	running   sync.WaitGroup
-	calls     sync.Map // dialog id -> *farCall
+	mu        sync.Mutex
+	closing   bool           // set once the test ends: no handler starts after
+	running   sync.WaitGroup // the INVITEs' handlers
+	calls     sync.Map       // dialog id -> *farCall
 	invites   chan *sip.Request
 	cancelled chan struct{} // closed on the first CANCEL of a ringing call
 	cancelOne sync.Once
@@ -115,7 +117,10 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		f.running.Add(1)
+		if !f.track() {
+			tx.Respond(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			return
+		}
 		defer f.running.Done()
 		f.onInvite(req, tx)
 	})
@@ -164,6 +169,9 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		}
 	}
 	t.Cleanup(func() {
+		f.mu.Lock()
+		f.closing = true
+		f.mu.Unlock()
 		f.cancel()
 		f.running.Wait()
 		ua.Close()
@@ -171,6 +179,19 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		<-served
 	})
 	return f
+}
+
+// track counts an INVITE's handler in f.running, unless the test has
+// ended. The lock orders each Add before the cleanup's Wait, which the
+// network between the phone and the far end does not.
+func (f *farEnd) track() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.running.Add(1)
+	return true
 }
 
 // find is the call an in-dialog request belongs to.
