@@ -35,6 +35,13 @@ type farEnd struct {
 	// script runs once a call is answered and acknowledged, in the
 	// INVITE's handler; the call is closed after it.
 	script func(ctx context.Context, c *farCall)
+	// contactElsewhere (over UDP) names a second socket of the far end in
+	// its Contact, as a node behind a load balancer that does not
+	// record-route does: requests within the call go there, not where the
+	// INVITE went.
+	contactElsewhere bool
+	// inDialog receives each BYE, INFO and NOTIFY the far end takes.
+	inDialog chan *sip.Request
 
 	addr      string // host:port
 	transport string // "udp" or "tcp"
@@ -69,6 +76,7 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 	t.Helper()
 	f.transport = transport
 	f.invites = make(chan *sip.Request, 8)
+	f.inDialog = make(chan *sip.Request, 16)
 	f.cancelled = make(chan struct{})
 	log := slog.New(slog.DiscardHandler)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("far-end"), sipgo.WithUserAgentHostname("127.0.0.1"),
@@ -101,7 +109,15 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		f.addr, listener = ln.Addr().String(), ln
 		serve = func() error { return srv.ServeTCP(ln) }
 	}
-	host, portStr, _ := net.SplitHostPort(f.addr)
+	contactAddr := f.addr
+	var other net.PacketConn
+	if f.contactElsewhere {
+		if other, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		contactAddr = other.LocalAddr().String()
+	}
+	host, portStr, _ := net.SplitHostPort(contactAddr)
 	port, _ := strconv.Atoi(portStr)
 	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(log),
 		sipgo.WithClientConnectionAddr(f.addr))
@@ -126,11 +142,13 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { f.dialogs.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		if err := f.dialogs.ReadBye(req, tx); err != nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 		}
 	})
 	srv.OnInfo(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		c := f.find(req)
 		if c == nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -146,6 +164,7 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		}
 	})
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		c := f.find(req)
 		if c == nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -155,16 +174,18 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		c.notices <- req
 	})
 
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		serve()
-	}()
+	var serving sync.WaitGroup
+	serving.Go(func() { serve() })
+	listening := 1
+	if other != nil {
+		listening = 2
+		serving.Go(func() { srv.ServeUDP(other) })
+	}
 	// Requests leave from the listener once it is in the transport
 	// layer's pool; before, sipgo would open a socket of its own.
 	if transport == "udp" {
 		pool, deadline := ua.TransportLayer().Pool("udp"), time.Now().Add(time.Second)
-		for pool.Size() == 0 && time.Now().Before(deadline) {
+		for pool.Size() < listening && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -176,7 +197,10 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		f.running.Wait()
 		ua.Close()
 		listener.Close() // sipgo leaves its listeners to their owner
-		<-served
+		if other != nil {
+			other.Close()
+		}
+		serving.Wait()
 	})
 	return f
 }
@@ -192,6 +216,14 @@ func (f *farEnd) track() bool {
 	}
 	f.running.Add(1)
 	return true
+}
+
+// took passes an in-dialog request on to f.inDialog, if there is room.
+func (f *farEnd) took(req *sip.Request) {
+	select {
+	case f.inDialog <- req:
+	default:
+	}
 }
 
 // find is the call an in-dialog request belongs to.
