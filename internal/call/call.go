@@ -189,7 +189,7 @@ func (c *Call) run(leg Leg) {
 		c.waitAgent(agentDone, agentLeakWait)
 		return
 	}
-	if agentErr == nil && hb != nil {
+	if agentErr == nil {
 		agentErr = validHandBack(hb)
 	}
 	if agentErr != nil {
@@ -238,6 +238,9 @@ func runAgent(ctx context.Context, a switchback.Agent, call switchback.Call) (hb
 
 // validHandBack checks what an agent returned.
 func validHandBack(hb *switchback.HandBack) error {
+	if hb == nil {
+		return errors.New("the agent returned no hand-back and no error")
+	}
 	if hb.Output == nil {
 		return errors.New("the agent handed back no output context")
 	}

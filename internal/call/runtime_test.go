@@ -456,3 +456,20 @@ func TestALegGoneWithoutItsByeStillGetsOne(t *testing.T) {
 		t.Errorf("call.ended = %v", by)
 	}
 }
+
+func TestAnAgentThatReturnsNothingHandsBackAsSystem(t *testing.T) {
+	agent := &fakeAgent{closed: make(chan struct{}), run: func(context.Context, switchback.Call) (*switchback.HandBack, error) {
+		return nil, nil
+	}}
+	s := newSetup(t, switchback.ReturnBYE, agent, false)
+	s.start(t)
+	s.wait(t)
+	_, out, _ := s.transfers.status()
+	if out == nil || out.TransferType != switchback.TransferSystem {
+		t.Fatalf("output = %+v, want SYSTEM", out)
+	}
+	if o := s.transfers.events(switchback.EventOutcome); len(o) != 1 || !strings.Contains(o[0]["reason"], "no hand-back") {
+		t.Errorf("outcome events = %v", o)
+	}
+	s.trail.before(t, "stored output SYSTEM", "BYE")
+}
