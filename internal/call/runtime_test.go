@@ -473,3 +473,23 @@ func TestAnAgentThatReturnsNothingHandsBackAsSystem(t *testing.T) {
 	}
 	s.trail.before(t, "stored output SYSTEM", "BYE")
 }
+
+func TestCallerHangsUpWhileTheLastAudioPlays(t *testing.T) {
+	agent := &fakeAgent{closed: make(chan struct{}), run: func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+		call.Enqueue(make([]int16, 8000))
+		return &switchback.HandBack{Output: &switchback.OutputContext{TransferType: switchback.TransferAgent}, FinishAudio: true}, nil
+	}}
+	s := newSetup(t, switchback.ReturnBYE, agent, false)
+	s.leg.drain = func(ctx context.Context) error {
+		s.leg.hangup("caller")
+		return switchback.ErrCallOver
+	}
+	s.start(t)
+	s.wait(t)
+	if by := s.transfers.events(switchback.EventCallEnded); len(by) != 1 || by[0]["by"] != "caller" {
+		t.Errorf("call.ended = %v, want one by caller", by)
+	}
+	if s.trail.index("BYE") >= 0 {
+		t.Errorf("a BYE to a caller gone:\n%s", s.trail)
+	}
+}
