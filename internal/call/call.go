@@ -96,7 +96,8 @@ func (c *Call) Digit(d switchback.Digit) {
 func (c *Call) Record(t switchback.EventType, data map[string]string) { c.journal.record(t, data) }
 
 // Start runs the answered call on leg until it ends. The call belongs to
-// the runtime from here: Start returns at once.
+// the runtime from here: Start returns at once. Until Start or Abandon, an
+// admitted call keeps a drain waiting.
 func (c *Call) Start(leg Leg) {
 	if !c.r.add(c) {
 		// The node stopped while the call was being answered.
@@ -104,6 +105,7 @@ func (c *Call) Start(leg Leg) {
 		c.endUnanswered("shutdown")
 		c.bye(leg)
 		leg.Close()
+		c.r.settle()
 		return
 	}
 	go c.run(leg)
@@ -115,6 +117,7 @@ func (c *Call) Start(leg Leg) {
 func (c *Call) Abandon(why string) {
 	c.log.Info("the call was not answered; its transfer ends as a caller disconnect", "why", why)
 	c.endUnanswered("unanswered")
+	c.r.settle()
 }
 
 func (c *Call) endUnanswered(how string) {

@@ -51,8 +51,11 @@ type Runtime struct {
 	clock     Clock
 	retry     Retry
 
-	mu       sync.Mutex
-	calls    map[*Call]struct{}
+	mu    sync.Mutex
+	calls map[*Call]struct{}
+	// admitted counts the calls admitted and not yet started or
+	// abandoned: being answered, they are in progress for a drain.
+	admitted int
 	draining bool
 	stopped  bool
 	idle     chan struct{} // closed when draining with no call left
@@ -100,9 +103,13 @@ type Arrival struct {
 // it. When Admit fails nothing is left to undo; its error is a domain
 // error the edge answers with.
 func (r *Runtime) Admit(ctx context.Context, a Arrival) (*Call, error) {
-	if r.Draining() {
+	r.mu.Lock()
+	if r.draining {
+		r.mu.Unlock()
 		return nil, ErrDraining
 	}
+	r.admitted++
+	r.mu.Unlock()
 	var t *switchback.Transfer
 	var err error
 	if a.Number != "" {
@@ -111,6 +118,7 @@ func (r *Runtime) Admit(ctx context.Context, a Arrival) (*Call, error) {
 		t, err = r.transfers.Match(ctx, a.TenantID, a.TransferID)
 	}
 	if err != nil {
+		r.settle()
 		return nil, err
 	}
 	c := newCall(r, t, a)
@@ -163,11 +171,22 @@ func (r *Runtime) Drain() <-chan struct{} {
 	if !r.draining {
 		r.draining = true
 		r.idle = make(chan struct{})
-		if len(r.calls) == 0 {
-			close(r.idle)
-		}
+		r.checkIdle()
 	}
 	return r.idle
+}
+
+// checkIdle closes idle once a drain has no call left, answered or being
+// answered. r.mu is held.
+func (r *Runtime) checkIdle() {
+	if !r.draining || len(r.calls) > 0 || r.admitted > 0 {
+		return
+	}
+	select {
+	case <-r.idle:
+	default:
+		close(r.idle)
+	}
 }
 
 // Stop ends every call at once, as if its caller had hung up (each
@@ -179,9 +198,7 @@ func (r *Runtime) Stop() {
 	r.draining = true
 	if r.idle == nil {
 		r.idle = make(chan struct{})
-		if len(r.calls) == 0 {
-			close(r.idle)
-		}
+		r.checkIdle()
 	}
 	if !r.stopped {
 		r.stopped = true
@@ -198,16 +215,27 @@ func (r *Runtime) Stop() {
 	r.wg.Wait()
 }
 
-// add registers a call that is starting; false once the runtime stopped.
+// add registers an admitted call that is starting; false once the
+// runtime stopped.
 func (r *Runtime) add(c *Call) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
 		return false
 	}
+	r.admitted--
 	r.calls[c] = struct{}{}
 	r.wg.Add(1)
 	return true
+}
+
+// settle counts out an admitted call that will not run: its Admit
+// failed, it was abandoned, or the runtime stopped before it started.
+func (r *Runtime) settle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.admitted--
+	r.checkIdle()
 }
 
 // done unregisters a call that ended, and how.
@@ -215,13 +243,7 @@ func (r *Runtime) done(c *Call, how string) {
 	r.mu.Lock()
 	delete(r.calls, c)
 	r.ended[how]++
-	if r.draining && len(r.calls) == 0 {
-		select {
-		case <-r.idle:
-		default:
-			close(r.idle)
-		}
-	}
+	r.checkIdle()
 	r.mu.Unlock()
 	r.wg.Done()
 }

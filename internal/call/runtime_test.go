@@ -493,3 +493,48 @@ func TestCallerHangsUpWhileTheLastAudioPlays(t *testing.T) {
 		t.Errorf("a BYE to a caller gone:\n%s", s.trail)
 	}
 }
+
+func TestDrainWaitsForACallBeingAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answered bool
+	}{
+		{"answered", true},
+		{"abandoned", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, switchback.ReturnBYE, handsBack(switchback.TransferAgent), false)
+			// Admitted before the drain, and still being answered (the
+			// 200 waits for its ACK) when it starts.
+			c, err := s.rt.Admit(context.Background(), Arrival{TenantID: "acme", TransferID: "t1", CallID: "cid"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle := s.rt.Drain()
+			select {
+			case <-idle:
+				t.Fatal("idle while a call admitted before the drain is being answered")
+			default:
+			}
+			if tc.answered {
+				c.Start(s.leg)
+			} else {
+				c.Abandon("the caller went away before acknowledging the answer")
+			}
+			select {
+			case <-idle:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("not idle once the call ended:\n%s", s.trail)
+			}
+			want := switchback.TransferCallerDisconnect
+			if tc.answered {
+				// It ran to its normal end, not cut short by the drain.
+				want = switchback.TransferAgent
+			}
+			if _, out, _ := s.transfers.status(); out == nil || out.TransferType != want {
+				t.Errorf("output = %+v, want %s", out, want)
+			}
+			s.wait(t)
+		})
+	}
+}
