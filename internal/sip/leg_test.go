@@ -123,10 +123,23 @@ type sipPeer struct {
 	dua  *sipgo.DialogUA
 	addr *net.UDPAddr
 	reqs chan *sip.Request // the requests it got, in order
-	// answer is what it answers an INVITE with: extra headers for the 200.
+	mu   sync.Mutex
+	// answerHeaders are extra headers for the 200 it answers an INVITE
+	// with; see answerWith.
 	answerHeaders []sip.Header
-	mu            sync.Mutex
 	server        *sipgo.DialogServerSession
+}
+
+// answerWith sets the extra headers of the 200 the sipPeer answers an
+// INVITE with, as a text each: its handlers run on sipgo's goroutines.
+func (p *sipPeer) answerWith(hs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answerHeaders = nil
+	for _, h := range hs {
+		name, value, _ := strings.Cut(h, ": ")
+		p.answerHeaders = append(p.answerHeaders, sip.NewHeader(name, value))
+	}
 }
 
 func newSipPeer(t *testing.T) *sipPeer {
@@ -184,9 +197,11 @@ func newSipPeer(t *testing.T) *sipPeer {
 		p.server = d
 		p.mu.Unlock()
 		res := sip.NewSDPResponseFromRequest(d.InviteRequest, peerSDP(p.addr.Port+2, "sendrecv"))
+		p.mu.Lock()
 		for _, h := range p.answerHeaders {
-			res.AppendHeader(h)
+			res.AppendHeader(sip.HeaderClone(h))
 		}
+		p.mu.Unlock()
 		d.WriteResponse(res)
 	})
 	go srv.ServeUDP(conn)
@@ -418,7 +433,7 @@ func TestReturnLegSessionTimer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startLegEdge(t, handsBack, nil)
 			back := newSipPeer(t)
-			back.answerHeaders = []sip.Header{sip.NewHeader("Session-Expires", "2;refresher="+tc.refresher), sip.NewHeader("Require", "timer")}
+			back.answerWith("Session-Expires: 2;refresher="+tc.refresher, "Require: timer")
 			e.transfer(t, "rt-"+tc.refresher, &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
 				ReturnTransferType: switchback.ReturnINVITE})
 			caller := newSipPeer(t)
