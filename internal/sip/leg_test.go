@@ -127,7 +127,17 @@ type sipPeer struct {
 	// answerHeaders are extra headers for the 200 it answers an INVITE
 	// with; see answerWith.
 	answerHeaders []sip.Header
-	server        *sipgo.DialogServerSession
+	// ring makes it answer an INVITE with 180 only, and report a CANCEL
+	// of it on reqs; see ringOnly.
+	ring   bool
+	server *sipgo.DialogServerSession
+}
+
+// ringOnly makes the sipPeer ring for every INVITE and never answer.
+func (p *sipPeer) ringOnly() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ring = true
 }
 
 // answerWith sets the extra headers of the 200 the sipPeer answers an
@@ -189,6 +199,15 @@ func newSipPeer(t *testing.T) *sipPeer {
 	})
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.reqs <- req
+		p.mu.Lock()
+		ring := p.ring
+		p.mu.Unlock()
+		if ring {
+			tx.OnCancel(func(cancel *sip.Request) { p.reqs <- cancel })
+			tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+			<-tx.Done()
+			return
+		}
 		d, err := p.dua.ReadInvite(req, tx)
 		if err != nil {
 			return
@@ -458,4 +477,41 @@ func TestReturnLegSessionTimer(t *testing.T) {
 			waitEvent(t, e, "rt-uas", "bridged", "call.ended:session-timer")
 		})
 	}
+}
+
+// TestCallerGoneWhileTheReturnLegRings: a caller who hangs up while the
+// return leg of an INVITE hand-back rings ends the attempt: the return
+// INVITE is cancelled at once, not left ringing for sip.returnTimeout
+// (the customer's agent would answer a call with nobody on it).
+func TestCallerGoneWhileTheReturnLegRings(t *testing.T) {
+	e := startLegEdge(t, handsBack, func(c *config.Config) { c.SIP.ReturnTimeout = config.Duration(30 * time.Second) })
+	back := newSipPeer(t)
+	back.ringOnly()
+	e.transfer(t, "ring-1", &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
+		ReturnTransferType: switchback.ReturnINVITE})
+	caller := newSipPeer(t)
+	d := caller.call(t, e, "ring-1")
+	back.next(t, sip.INVITE, 5*time.Second)
+	if err := d.Bye(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back.next(t, sip.CANCEL, 3*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tr, err := e.svc.Get(context.Background(), "demo", "ring-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := tr.ReturnResult; r != nil {
+			if r.Fallback || !strings.Contains(r.Reason, "hung up before the return leg answered") {
+				t.Errorf("return result %+v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no return result: %+v", tr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitEvent(t, e, "ring-1", "call.ended:caller")
 }
