@@ -127,8 +127,9 @@ type sipPeer struct {
 	// answerHeaders are extra headers for the 200 it answers an INVITE
 	// with; see answerWith.
 	answerHeaders []sip.Header
-	// ring makes it answer an INVITE with 180 only, and report a CANCEL
-	// of it on reqs; see ringOnly.
+	// ring makes it answer an INVITE with 180 only (the INVITE is on reqs
+	// once the 180 is sent), and report a CANCEL of it on reqs; see
+	// ringOnly.
 	ring   bool
 	server *sipgo.DialogServerSession
 }
@@ -198,13 +199,16 @@ func newSipPeer(t *testing.T) *sipPeer {
 		}
 	})
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		p.reqs <- req
 		p.mu.Lock()
 		ring := p.ring
 		p.mu.Unlock()
+		if !ring {
+			p.reqs <- req
+		}
 		if ring {
 			tx.OnCancel(func(cancel *sip.Request) { p.reqs <- cancel })
 			tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+			p.reqs <- req
 			<-tx.Done()
 			return
 		}
@@ -492,6 +496,9 @@ func TestCallerGoneWhileTheReturnLegRings(t *testing.T) {
 	caller := newSipPeer(t)
 	d := caller.call(t, e, "ring-1")
 	back.next(t, sip.INVITE, 5*time.Second)
+	// A CANCEL waits for a provisional response (RFC 3261 §9.1): the 180
+	// has left, let it arrive.
+	time.Sleep(300 * time.Millisecond)
 	if err := d.Bye(context.Background()); err != nil {
 		t.Fatal(err)
 	}
