@@ -201,7 +201,8 @@ func (e *Edge) refuse(tx sip.ServerTransaction, req *sip.Request, err error) {
 }
 
 // answer makes the caller's leg: it sets up the media, sends the 200 OK
-// and returns once the caller has acknowledged it.
+// and returns once the caller has acknowledged it, or hung up having had
+// it.
 func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, sess *media.Session, offer *media.Offer, params media.Params) (*leg, error) {
 	sess.InactivityTimeout = e.cfg.RTPTimeout.Duration()
 	dialog, err := e.dialogUA.ReadInvite(req, tx)
@@ -249,11 +250,12 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 		res.AppendHeader(sip.NewHeader("Session-Expires", l.timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
-	if err := dialog.WriteResponse(res); err != nil {
+	// WriteResponse fails when the caller went away before its ACK. But
+	// a caller's BYE in this dialog means it had the 200 (sipgo may even
+	// read it before the ACK sent ahead of it): the call was answered, and
+	// ends under its agent as the caller hanging up.
+	if err := dialog.WriteResponse(res); err != nil && !l.byeCame.Load() {
 		return fail(0, "", err)
-	}
-	if dialog.LoadState() == sip.DialogStateEnded {
-		return fail(0, "", errors.New("the caller went away before acknowledging the answer"))
 	}
 	l.run()
 	return l, nil

@@ -69,6 +69,8 @@ type leg struct {
 	// sending RTP while it calls the transfer target, so the RTP timeout
 	// does not end the leg then; sip.referTimeout bounds the wait.
 	referring atomic.Bool
+	// byeCame is set once the peer sent BYE, valid or not.
+	byeCame   atomic.Bool
 	refreshed chan struct{}    // the peer refreshed the session
 	infos     chan rune        // digits to send by INFO, in order
 	notifies  chan referNotify // the NOTIFYs of our REFER (caller leg)
@@ -270,6 +272,7 @@ func (l *leg) recordHold(prev, next media.Direction) {
 func (l *leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
+		l.byeCame.Store(true) // before ReadBye ends the dialog: see answer
 		if err := l.d.ReadBye(req, tx); err != nil {
 			respond(tx, req, 400, "Bad Request")
 			return

@@ -522,3 +522,25 @@ func TestCallerGoneWhileTheReturnLegRings(t *testing.T) {
 	}
 	waitEvent(t, e, "ring-1", "call.ended:caller")
 }
+
+// TestCallerHangsUpRightAfterTheACK: a call acknowledged and hung up at
+// once was answered: it ends as the caller hanging up, not as a call
+// that was never answered.
+func TestCallerHangsUpRightAfterTheACK(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	p := newSipPeer(t)
+	for i := range 10 {
+		id := fmt.Sprintf("quick-%d", i)
+		e.transfer(t, id, nil)
+		d := p.call(t, e, id)
+		if err := d.Bye(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, e, id, "call.ended:caller")
+		for _, ev := range e.events(t, id) {
+			if ev == "call.ended:unanswered" {
+				t.Fatalf("call %d: events %v", i, e.events(t, id))
+			}
+		}
+	}
+}
