@@ -323,13 +323,37 @@ func (e *Edge) ActiveCalls() int { return e.calls.Active() }
 // (RFC 3261 §18.1.1 lets a client pick its source): the UDP listen socket
 // itself, or an ephemeral port on the listen address for TCP and TLS, so
 // nothing binds beyond the configured addresses and the Via names the
-// address an SBC allowlists.
+// address an SBC allowlists. A req without a Contact gets the edge's for
+// that transport (see contactFor).
 func (e *Edge) bindLocal(req *sip.Request, transport string) {
 	port := 0
 	if transport == "" || strings.EqualFold(transport, "udp") {
 		port = int(e.Addr().Port())
 	}
 	req.Laddr = sip.Addr{IP: e.bind.AsSlice(), Port: port, Hostname: e.bind.String()}
+	if req.Contact() == nil {
+		req.AppendHeader(e.contactFor(transport))
+	}
+}
+
+// contactFor is Switchback's Contact in a dialog over transport: the
+// listener of that transport, with a transport parameter beyond UDP, so
+// that the peer's requests within the dialog come back over the dialog's
+// transport (RFC 3261 §12.1.1, §19.1.1). Without it a TCP peer would
+// send them over UDP, and a TLS peer over TLS to the TCP listener, where
+// they fail.
+func (e *Edge) contactFor(transport string) *sip.ContactHeader {
+	c := e.dialogUA.ContactHDR.Clone()
+	switch strings.ToUpper(transport) {
+	case "TCP":
+		c.Address.UriParams = sip.HeaderParams{{K: "transport", V: "tcp"}}
+	case "TLS":
+		if a, ok := e.TLSAddr().(*net.TCPAddr); ok {
+			c.Address.Port = a.Port
+		}
+		c.Address.UriParams = sip.HeaderParams{{K: "transport", V: "tls"}}
+	}
+	return c
 }
 
 // allowed are the methods Switchback takes, as its Allow headers say.

@@ -244,6 +244,7 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 	}
 	e.dialogs.Store(l.key, l)
 	res := sip.NewSDPResponseFromRequest(dialog.InviteRequest, body)
+	res.AppendHeader(e.contactFor(l.transport))
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if l.timer.interval > 0 {

@@ -324,7 +324,7 @@ func (l *leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 	if body != nil {
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	}
-	res.AppendHeader(&l.e.dialogUA.ContactHDR)
+	res.AppendHeader(l.e.contactFor(l.transport))
 	l.mu.Lock()
 	timer := l.timer
 	l.mu.Unlock()

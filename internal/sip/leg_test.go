@@ -2,9 +2,11 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -542,5 +544,66 @@ func TestCallerHangsUpRightAfterTheACK(t *testing.T) {
 				t.Fatalf("call %d: events %v", i, e.events(t, id))
 			}
 		}
+	}
+}
+
+// TestContactNamesTheCallsTransport: the Contact of Switchback's answer,
+// where the caller sends its requests within the call (RFC 3261 §12.1.1),
+// names the transport the call came over and that transport's listener:
+// a TLS call's BYE must not come back in clear over UDP.
+func TestContactNamesTheCallsTransport(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	e := startLegEdge(t, holds, func(c *config.Config) {
+		c.SIP.TLS = config.SIPTLS{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
+		c.Tenants[0].SIP.Allow = []string{"127.0.0.0/8"}
+	})
+	_, tlsPort, _ := net.SplitHostPort(e.TLSAddr().String())
+	for _, tc := range []struct {
+		transport, port string
+	}{
+		{"tcp", strconv.Itoa(int(e.Addr().Port()))},
+		{"tls", tlsPort},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			id := "contact-" + tc.transport
+			e.transfer(t, id, nil)
+			ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"), sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ua.Close()
+			cli, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dua := &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "ivr", Host: "127.0.0.1", Port: 5099,
+				UriParams: sip.HeaderParams{{K: "transport", V: tc.transport}}}}}
+			port, _ := strconv.Atoi(tc.port)
+			to := sip.Uri{User: "demo", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: tc.transport}}}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := dua.Invite(ctx, to, peerSDP(40000, "sendrecv"), sip.NewHeader(TransferIDHeader, id),
+				sip.NewHeader("Content-Type", "application/sdp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c := d.InviteResponse.Contact()
+			if c == nil || strconv.Itoa(c.Address.Port) != tc.port || !strings.EqualFold(c.Address.UriParams.GetOr("transport", ""), tc.transport) {
+				t.Errorf("the 200's Contact is %v; want port %s and transport=%s", c, tc.port, tc.transport)
+			}
+			if err := d.Bye(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, e, id, "call.ended:caller")
+		})
 	}
 }
