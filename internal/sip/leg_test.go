@@ -125,7 +125,10 @@ type sipPeer struct {
 	dua  *sipgo.DialogUA
 	addr *net.UDPAddr
 	reqs chan *sip.Request // the requests it got, in order
-	mu   sync.Mutex
+	// strays are the responses that matched no transaction of its own:
+	// retransmissions of a final response it already had.
+	strays chan *sip.Response
+	mu     sync.Mutex
 	// answerHeaders are extra headers for the 200 it answers an INVITE
 	// with; see answerWith.
 	answerHeaders []sip.Header
@@ -157,7 +160,14 @@ func (p *sipPeer) answerWith(hs ...string) {
 
 func newSipPeer(t *testing.T) *sipPeer {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"))
+	strays := make(chan *sip.Response, 64)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+			select {
+			case strays <- res:
+			default:
+			}
+		})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +178,7 @@ func newSipPeer(t *testing.T) *sipPeer {
 	}
 	// Requests leave from the socket the sipPeer listens on.
 	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.2"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
-	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64)}
+	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64), strays: strays}
 	p.dua = &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "sipPeer", Host: "127.0.0.2", Port: p.addr.Port}}}
 	ok := func(req *sip.Request, tx sip.ServerTransaction, hs ...sip.Header) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
@@ -606,4 +616,51 @@ func TestContactNamesTheCallsTransport(t *testing.T) {
 			waitEvent(t, e, id, "call.ended:caller")
 		})
 	}
+}
+
+// TestReinviteAnswerIsRetransmittedUntilItsACK: over UDP, Switchback's
+// 200 to a re-INVITE is retransmitted, T1 apart and then doubling, until
+// its ACK comes (RFC 3261 §13.3.1.4, §14.2): a lost 200 would otherwise
+// leave the peer's re-INVITE unanswered, and many peers end the call then.
+func TestReinviteAnswerIsRetransmittedUntilItsACK(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	e.transfer(t, "re-200", nil)
+	p := newSipPeer(t)
+	d := p.call(t, e, "re-200")
+	req := sip.NewRequest(sip.INVITE, d.InviteResponse.Contact().Address)
+	req.SetBody(peerSDP(p.addr.Port+2, "sendonly"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := d.Do(ctx, req) // the peer's transaction ends with the 200
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	cseq := req.CSeq().SeqNo
+	again := func(within time.Duration) bool {
+		deadline := time.After(within)
+		for {
+			select {
+			case r := <-p.strays:
+				if r.StatusCode == 200 && r.CSeq().SeqNo == cseq && r.CSeq().MethodName == sip.INVITE {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	if !again(2 * time.Second) {
+		t.Fatal("the 200 to the re-INVITE was not retransmitted without its ACK")
+	}
+	ack := sip.NewRequest(sip.ACK, d.InviteResponse.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("CSeq", fmt.Sprintf("%d ACK", cseq)))
+	if err := d.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	again(200 * time.Millisecond) // one that crossed the ACK
+	if again(2500 * time.Millisecond) {
+		t.Fatal("the 200 was still retransmitted after its ACK")
+	}
+	d.Bye(context.Background())
 }
