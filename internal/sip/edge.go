@@ -92,6 +92,15 @@ type Edge struct {
 
 	dialogs sync.Map       // dialog id -> *leg: see dialogs.go
 	wg      sync.WaitGroup // goroutines the edge starts on its own
+	// life ends when Serve stops: what a new INVITE waits for (the
+	// match, the agent connecting) ends with it.
+	life    context.Context
+	endLife context.CancelFunc
+	// invites are the new INVITEs being handled, which Serve waits for
+	// once it stopped taking them (stopping, under invitesMu).
+	invites   sync.WaitGroup
+	invitesMu sync.Mutex
+	stopping  bool
 	// minSE is the smallest session interval taken (RFC 4028 §4).
 	minSE time.Duration
 
@@ -128,6 +137,7 @@ func New(o Options) (*Edge, error) {
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
 	}
+	e.life, e.endLife = context.WithCancel(context.Background())
 	for _, r := range RefusalReasons {
 		e.refused[r] = new(atomic.Int64)
 	}
@@ -252,9 +262,9 @@ func (e *Edge) TLSAddr() net.Addr {
 
 // Serve serves SIP until ctx ends, then stops the call runtime, which ends
 // the calls still up (each outcome stored before its BYE goes out), and
-// returns once they and the edge's own goroutines are done. A node that
-// drains lets its calls end first (see call.Runtime.Drain) and then ends
-// ctx.
+// returns once they, the new INVITEs being handled and the edge's own
+// goroutines are done. A node that drains lets its calls end first (see
+// call.Runtime.Drain) and then ends ctx.
 func (e *Edge) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	go func() { errc <- e.srv.ServeUDP(e.udp) }()
@@ -270,6 +280,7 @@ func (e *Edge) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	e.endLife()
 	stopPruning()
 	<-pruned
 	e.calls.Stop()
@@ -278,6 +289,13 @@ func (e *Edge) Serve(ctx context.Context) error {
 	if e.ua != nil {
 		e.ua.Close()
 	}
+	// An INVITE matched to its transfer but not yet answered ends as an
+	// unanswered call, its outcome stored, once its admission or its
+	// answer fails on the closed transport.
+	e.invitesMu.Lock()
+	e.stopping = true
+	e.invitesMu.Unlock()
+	e.invites.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -30,6 +30,11 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	// A draining node sends new calls elsewhere (RFC 3261 §21.5.4).
+	if !e.trackInvite() {
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(drainRetryAfter)))
+		return
+	}
+	defer e.invites.Done()
 	if e.calls.Draining() {
 		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(drainRetryAfter)))
 		return
@@ -45,7 +50,7 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	answered := sync.OnceFunc(func() { e.pending.Add(-1) })
 	defer answered()
 	respond(tx, req, 100, "Trying")
-	ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
+	ctx, cancel := context.WithTimeout(e.life, admitTimeout)
 	defer cancel()
 
 	// Who is calling, and for which transfer.
@@ -182,6 +187,18 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.release = release
 	answered()
 	c.Start(l)
+}
+
+// trackInvite counts a new INVITE in e.invites, unless Serve has stopped
+// waiting for them. The lock orders each Add before Serve's Wait.
+func (e *Edge) trackInvite() bool {
+	e.invitesMu.Lock()
+	defer e.invitesMu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.invites.Add(1)
+	return true
 }
 
 // drainRetryAfter is the Retry-After of a draining node's 503, in seconds.

@@ -46,6 +46,8 @@ var handsBack = agentFunc(func(ctx context.Context, call switchback.Call) (*swit
 type legEdge struct {
 	*Edge
 	svc *transfer.Service
+	// stop ends Serve and returns once it has returned.
+	stop func()
 }
 
 func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config), minimumSE ...time.Duration) *legEdge {
@@ -81,8 +83,9 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &legEdge{Edge: e, svc: svc}
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return &legEdge{Edge: e, svc: svc, stop: stop}
 }
 
 // transfer creates a SIP transfer for tenant demo.
@@ -663,4 +666,68 @@ func TestReinviteAnswerIsRetransmittedUntilItsACK(t *testing.T) {
 		t.Fatal("the 200 was still retransmitted after its ACK")
 	}
 	d.Bye(context.Background())
+}
+
+// agentAtStop is an agent factory that is still connecting its agent
+// when the node stops: it returns once its context ends.
+type agentAtStop struct{ connecting chan struct{} }
+
+func (f agentAtStop) NewAgent(ctx context.Context, _ *switchback.CallInfo) (switchback.Agent, error) {
+	close(f.connecting)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStopEndsTheCallsBeingAnswered: a node that stops at once while a
+// new call is matched to its transfer but not yet answered stores that
+// call's outcome before Serve returns: the transfer never stays ONGOING
+// after the process is gone.
+func TestStopEndsTheCallsBeingAnswered(t *testing.T) {
+	f := agentAtStop{connecting: make(chan struct{})}
+	e := startLegEdge(t, f, nil)
+	e.transfer(t, "stop-1", nil)
+	p := newSipPeer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
+		sip.NewHeader(TransferIDHeader, "stop-1"), sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	select {
+	case <-f.connecting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call was not admitted")
+	}
+	e.stop()
+	tr, err := e.svc.Get(context.Background(), "demo", "stop-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Status != switchback.StatusCompleted || tr.OutputContext == nil ||
+		tr.OutputContext.TransferType != switchback.TransferCallerDisconnect {
+		t.Fatalf("once Serve returned the transfer is %s with %+v", tr.Status, tr.OutputContext)
+	}
+}
+
+// TestStopAfterRefusingAnINVITEWhileDraining: an INVITE a draining node
+// refuses is not one Serve waits for.
+func TestStopAfterRefusingAnINVITEWhileDraining(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	e.calls.Drain()
+	if got := exchange(t, "127.0.0.2", net.UDPAddrFromAddrPort(e.Addr()), rawInvite("drain-1")); got != "SIP/2.0 503 Service Unavailable" {
+		t.Fatalf("an INVITE while draining got %q", got)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		// The test's cleanup would wait for Serve as well: stop here.
+		panic("Serve did not return: it waits for an INVITE it refused")
+	}
 }
