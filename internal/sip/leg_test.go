@@ -1,9 +1,11 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -48,6 +50,26 @@ type legEdge struct {
 	svc *transfer.Service
 	// stop ends Serve and returns once it has returned.
 	stop func()
+	// log is what the edge logged, as JSON lines.
+	log *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer the test reads while the edge writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config), minimumSE ...time.Duration) *legEdge {
@@ -68,7 +90,8 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	svc := transfer.New(transfer.Options{Store: db, Policy: func(string) (transfer.Policy, bool) {
 		return transfer.Policy{SIPTTL: time.Minute}, true
 	}})
-	e, err := New(Options{Config: cfg, Transfers: svc, Nonces: db, Agents: agent})
+	log := &syncBuffer{}
+	e, err := New(Options{Config: cfg, Transfers: svc, Nonces: db, Agents: agent, Log: slog.New(slog.NewJSONHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +108,7 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	go func() { e.Serve(ctx); close(done) }()
 	stop := func() { cancel(); <-done }
 	t.Cleanup(stop)
-	return &legEdge{Edge: e, svc: svc, stop: stop}
+	return &legEdge{Edge: e, svc: svc, stop: stop, log: log}
 }
 
 // transfer creates a SIP transfer for tenant demo.
@@ -135,6 +158,8 @@ type sipPeer struct {
 	// answerHeaders are extra headers for the 200 it answers an INVITE
 	// with; see answerWith.
 	answerHeaders []sip.Header
+	// byeDelay holds its answer to a BYE that long.
+	byeDelay time.Duration
 	// ring makes it answer an INVITE with 180 only (the INVITE is on reqs
 	// once the 180 is sent), and report a CANCEL of it on reqs; see
 	// ringOnly.
@@ -193,8 +218,9 @@ func newSipPeer(t *testing.T) *sipPeer {
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.reqs <- req
 		p.mu.Lock()
-		d := p.server
+		d, delay := p.server, p.byeDelay
 		p.mu.Unlock()
+		time.Sleep(delay)
 		if d != nil {
 			d.ReadBye(req, tx)
 			return
@@ -730,4 +756,32 @@ func TestStopAfterRefusingAnINVITEWhileDraining(t *testing.T) {
 		// The test's cleanup would wait for Serve as well: stop here.
 		panic("Serve did not return: it waits for an INVITE it refused")
 	}
+}
+
+// TestStopWhileBridgedEndsTheBridgeAsShutdown: a node that stops while a
+// call is bridged hangs up both legs, and the bridge ended by the
+// shutdown, not by the BYE the shutdown sent to one leg.
+func TestStopWhileBridgedEndsTheBridgeAsShutdown(t *testing.T) {
+	e := startLegEdge(t, handsBack, nil)
+	back := newSipPeer(t)
+	e.transfer(t, "down-1", &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
+		ReturnTransferType: switchback.ReturnINVITE})
+	caller := newSipPeer(t)
+	// The caller answers the BYE late: the return leg's BYE, the first,
+	// is long done by then.
+	caller.mu.Lock()
+	caller.byeDelay = 300 * time.Millisecond
+	caller.mu.Unlock()
+	caller.call(t, e, "down-1")
+	waitEvent(t, e, "down-1", "bridged")
+	e.stop()
+	for _, line := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(line, `"msg":"bridged call ended"`) {
+			if !strings.Contains(line, `"by":"shutdown"`) {
+				t.Fatalf("bridged call ended: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no bridged call ended in the log:\n%s", e.log)
 }
