@@ -285,17 +285,18 @@ func (e *Edge) Serve(ctx context.Context) error {
 	<-pruned
 	e.calls.Stop()
 	e.wg.Wait()
-	e.close()
-	if e.ua != nil {
-		e.ua.Close()
-	}
 	// An INVITE matched to its transfer but not yet answered ends as an
-	// unanswered call, its outcome stored, once its admission or its
-	// answer fails on the closed transport.
+	// unanswered call, its outcome stored: its admission and its wait for
+	// the ACK end with e.life. It ends while the listeners still serve,
+	// so a BYE it sends goes out, from them.
 	e.invitesMu.Lock()
 	e.stopping = true
 	e.invitesMu.Unlock()
 	e.invites.Wait()
+	e.close()
+	if e.ua != nil {
+		e.ua.Close()
+	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -268,6 +268,9 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 		res.AppendHeader(sip.NewHeader("Session-Expires", l.timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
+	// A node that stops does not wait for the ACK (see Serve).
+	stopWaiting := context.AfterFunc(e.life, func() { tx.Terminate() })
+	defer stopWaiting()
 	// WriteResponse fails when the caller went away before its ACK. But
 	// a caller's BYE in this dialog means it had the 200 (sipgo may even
 	// read it before the ACK sent ahead of it): the call was answered, and
