@@ -96,7 +96,8 @@ func (c *Call) Digit(d switchback.Digit) {
 func (c *Call) Record(t switchback.EventType, data map[string]string) { c.journal.record(t, data) }
 
 // Start runs the answered call on leg until it ends. The call belongs to
-// the runtime from here: Start returns at once.
+// the runtime from here: Start returns at once. Until Start or Abandon, an
+// admitted call keeps a drain waiting.
 func (c *Call) Start(leg Leg) {
 	if !c.r.add(c) {
 		// The node stopped while the call was being answered.
@@ -191,7 +192,7 @@ func (c *Call) run(leg Leg) {
 		c.waitAgent(agentDone, agentLeakWait)
 		return
 	}
-	if agentErr == nil && hb != nil {
+	if agentErr == nil {
 		agentErr = validHandBack(hb)
 	}
 	if agentErr != nil {
@@ -240,6 +241,9 @@ func runAgent(ctx context.Context, a switchback.Agent, call switchback.Call) (hb
 
 // validHandBack checks what an agent returned.
 func validHandBack(hb *switchback.HandBack) error {
+	if hb == nil {
+		return errors.New("the agent returned no hand-back and no error")
+	}
 	if hb.Output == nil {
 		return errors.New("the agent handed back no output context")
 	}

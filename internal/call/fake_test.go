@@ -168,6 +168,7 @@ type fakeLeg struct {
 	marks   chan string
 	played  [][]int16
 	cleared int
+	drain   func(ctx context.Context) error
 	refer   func(ctx context.Context, t *switchback.Transfer) switchback.ReturnResult
 	invite  func(ctx context.Context, t *switchback.Transfer, listen bool) (Bridge, switchback.ReturnResult)
 }
@@ -200,8 +201,14 @@ func (l *fakeLeg) Clear() {
 	l.cleared++
 	l.mu.Unlock()
 }
-func (l *fakeLeg) Drain(ctx context.Context) error { l.trail.add("drained"); return nil }
-func (l *fakeLeg) Ended() <-chan struct{}          { return l.ended }
+func (l *fakeLeg) Drain(ctx context.Context) error {
+	l.trail.add("drained")
+	if l.drain != nil {
+		return l.drain(ctx)
+	}
+	return nil
+}
+func (l *fakeLeg) Ended() <-chan struct{} { return l.ended }
 func (l *fakeLeg) EndedBy() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -38,10 +38,19 @@ func (c *Call) handBack(ctx context.Context, leg Leg, ac *agentCall, hb *switchb
 	if method == switchback.ReturnBYE {
 		r := &switchback.ReturnResult{Method: switchback.ReturnBYE, At: c.r.clock.Now()}
 		c.journal.record(switchback.EventHandBack, handBackData(r))
-		c.journal.record(switchback.EventCallEnded, map[string]string{"by": "switchback"})
+		by := "switchback"
+		select {
+		case <-leg.Ended():
+			// Gone while the last audio played out.
+			by = leg.EndedBy()
+		default:
+		}
+		c.journal.record(switchback.EventCallEnded, map[string]string{"by": by})
 		c.writeLast(&switchback.CallEnd{Output: out, Result: r, Record: c.journal.take()})
 		c.r.handedBack(r)
-		c.bye(leg)
+		if by != "caller" {
+			c.bye(leg)
+		}
 		c.log.Info("call handed back", "method", "BYE", "transfer_type", string(out.TransferType))
 		return "handback"
 	}

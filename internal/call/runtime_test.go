@@ -568,3 +568,85 @@ func TestALegGoneWithoutItsByeStillGetsOne(t *testing.T) {
 		t.Errorf("call.ended = %v", by)
 	}
 }
+
+func TestAnAgentThatReturnsNothingHandsBackAsSystem(t *testing.T) {
+	agent := &fakeAgent{closed: make(chan struct{}), run: func(context.Context, switchback.Call) (*switchback.HandBack, error) {
+		return nil, nil
+	}}
+	s := newSetup(t, switchback.ReturnBYE, agent, false)
+	s.start(t)
+	s.wait(t)
+	_, out, _ := s.transfers.status()
+	if out == nil || out.TransferType != switchback.TransferSystem {
+		t.Fatalf("output = %+v, want SYSTEM", out)
+	}
+	if o := s.transfers.events(switchback.EventOutcome); len(o) != 1 || !strings.Contains(o[0]["reason"], "no hand-back") {
+		t.Errorf("outcome events = %v", o)
+	}
+	s.trail.before(t, "stored output SYSTEM", "BYE")
+}
+
+func TestCallerHangsUpWhileTheLastAudioPlays(t *testing.T) {
+	agent := &fakeAgent{closed: make(chan struct{}), run: func(ctx context.Context, call switchback.Call) (*switchback.HandBack, error) {
+		call.Enqueue(make([]int16, 8000))
+		return &switchback.HandBack{Output: &switchback.OutputContext{TransferType: switchback.TransferAgent}, FinishAudio: true}, nil
+	}}
+	s := newSetup(t, switchback.ReturnBYE, agent, false)
+	s.leg.drain = func(ctx context.Context) error {
+		s.leg.hangup("caller")
+		return switchback.ErrCallOver
+	}
+	s.start(t)
+	s.wait(t)
+	if by := s.transfers.events(switchback.EventCallEnded); len(by) != 1 || by[0]["by"] != "caller" {
+		t.Errorf("call.ended = %v, want one by caller", by)
+	}
+	if s.trail.index("BYE") >= 0 {
+		t.Errorf("a BYE to a caller gone:\n%s", s.trail)
+	}
+}
+
+func TestDrainWaitsForAnAdmittedCallStartedOrAbandoned(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answered bool
+	}{
+		{"answered", true},
+		{"abandoned", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, switchback.ReturnBYE, handsBack(switchback.TransferAgent), false)
+			// Admitted before the drain, and still being answered (the
+			// 200 waits for its ACK) when it starts.
+			c, err := s.rt.Admit(context.Background(), Arrival{TenantID: "acme", TransferID: "t1", CallID: "cid"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle := s.rt.Drain()
+			select {
+			case <-idle:
+				t.Fatal("idle while a call admitted before the drain is being answered")
+			default:
+			}
+			if tc.answered {
+				c.Start(s.leg)
+			} else {
+				c.Abandon("the caller went away before acknowledging the answer")
+			}
+			select {
+			case <-idle:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("not idle once the call ended:\n%s", s.trail)
+			}
+			want := switchback.TransferCallerDisconnect
+			if tc.answered {
+				// It ran to its normal end, not cut short by the drain.
+				want = switchback.TransferAgent
+			}
+			if _, out, _ := s.transfers.status(); out == nil || out.TransferType != want {
+				t.Errorf("output = %+v, want %s", out, want)
+			}
+			s.wait(t)
+		})
+	}
+}

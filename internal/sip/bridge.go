@@ -19,7 +19,8 @@ type bridge struct {
 
 	ended   chan struct{}
 	endOnce sync.Once
-	by      string
+	byMu    sync.Mutex
+	by      string // who ended it: the first to claim it
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closed  sync.Once
@@ -57,10 +58,23 @@ func (b *bridge) watch() {
 }
 
 func (b *bridge) end(by string) {
-	b.endOnce.Do(func() {
+	b.claim(by)
+	b.endOnce.Do(func() { close(b.ended) })
+}
+
+// claim names who ends the bridge, unless someone already did.
+func (b *bridge) claim(by string) {
+	b.byMu.Lock()
+	defer b.byMu.Unlock()
+	if b.by == "" {
 		b.by = by
-		close(b.ended)
-	})
+	}
+}
+
+func (b *bridge) endedBy() string {
+	b.byMu.Lock()
+	defer b.byMu.Unlock()
+	return b.by
 }
 
 // digits passes on the RFC 4733 digits either leg sends: the media relays
@@ -83,14 +97,16 @@ func (b *bridge) Ended() <-chan struct{} { return b.ended }
 func (b *bridge) EndedBy() string {
 	select {
 	case <-b.ended:
-		return b.by
+		return b.endedBy()
 	default:
 		return ""
 	}
 }
 
-// Hangup implements call.Bridge: both legs are hung up.
+// Hangup implements call.Bridge: both legs are hung up. The bridge ends by
+// the shutdown, not by the BYE it sends first, which watch sees too.
 func (b *bridge) Hangup(ctx context.Context) {
+	b.claim("shutdown")
 	b.ret.Bye(ctx)
 	b.caller.Bye(ctx)
 	b.end("shutdown")
@@ -106,7 +122,7 @@ func (b *bridge) Close() {
 		b.caller.setPeer(nil)
 		st := b.mb.Stats()
 		// dropped_to_*: packets not sent to a leg on hold (or unreachable).
-		b.caller.log.Info("bridged call ended", "by", b.by, "relayed_to_return", st.Legs[0].Relayed, "relayed_to_caller", st.Legs[1].Relayed,
+		b.caller.log.Info("bridged call ended", "by", b.endedBy(), "relayed_to_return", st.Legs[0].Relayed, "relayed_to_caller", st.Legs[1].Relayed,
 			"transcoded", st.Legs[0].Transcoded+st.Legs[1].Transcoded,
 			"dropped_to_return", st.Legs[0].Dropped, "dropped_to_caller", st.Legs[1].Dropped)
 		b.ret.close()

@@ -95,6 +95,15 @@ type Edge struct {
 
 	dialogs sync.Map       // dialog id -> *leg: see dialogs.go
 	wg      sync.WaitGroup // goroutines the edge starts on its own
+	// life ends when Serve stops: what a new INVITE waits for (the
+	// match, the agent connecting) ends with it.
+	life    context.Context
+	endLife context.CancelFunc
+	// invites are the new INVITEs being handled, which Serve waits for
+	// once it stopped taking them (stopping, under invitesMu).
+	invites   sync.WaitGroup
+	invitesMu sync.Mutex
+	stopping  bool
 	// minSE is the smallest session interval taken (RFC 4028 §4).
 	minSE time.Duration
 	// ringAfter is how long a new call waits for its match and agent
@@ -138,6 +147,7 @@ func New(o Options) (*Edge, error) {
 		auth: &digest.Authenticator{Realm: o.Config.SIP.Realm, Store: o.Nonces,
 			NonceTTL: o.Config.SIP.NonceTTL.Duration(), Algorithms: o.Config.SIP.DigestAlgorithms},
 	}
+	e.life, e.endLife = context.WithCancel(context.Background())
 	for _, r := range RefusalReasons {
 		e.refused[r] = new(atomic.Int64)
 	}
@@ -262,9 +272,9 @@ func (e *Edge) TLSAddr() net.Addr {
 
 // Serve serves SIP until ctx ends, then stops the call runtime, which ends
 // the calls still up (each outcome stored before its BYE goes out), and
-// returns once they and the edge's own goroutines are done. A node that
-// drains lets its calls end first (see call.Runtime.Drain) and then ends
-// ctx.
+// returns once they, the new INVITEs being handled and the edge's own
+// goroutines are done. A node that drains lets its calls end first (see
+// call.Runtime.Drain) and then ends ctx.
 func (e *Edge) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	go func() { errc <- e.srv.ServeUDP(e.udp) }()
@@ -280,10 +290,19 @@ func (e *Edge) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	e.endLife()
 	stopPruning()
 	<-pruned
 	e.calls.Stop()
 	e.wg.Wait()
+	// An INVITE matched to its transfer but not yet answered ends as an
+	// unanswered call, its outcome stored: its admission and its wait for
+	// the ACK end with e.life. It ends while the listeners still serve,
+	// so a BYE it sends goes out, from them.
+	e.invitesMu.Lock()
+	e.stopping = true
+	e.invitesMu.Unlock()
+	e.invites.Wait()
 	e.close()
 	if e.ua != nil {
 		e.ua.Close()
@@ -333,13 +352,37 @@ func (e *Edge) ActiveCalls() int { return e.calls.Active() }
 // (RFC 3261 §18.1.1 lets a client pick its source): the UDP listen socket
 // itself, or an ephemeral port on the listen address for TCP and TLS, so
 // nothing binds beyond the configured addresses and the Via names the
-// address an SBC allowlists.
+// address an SBC allowlists. A req without a Contact gets the edge's for
+// that transport (see contactFor).
 func (e *Edge) bindLocal(req *sip.Request, transport string) {
 	port := 0
 	if transport == "" || strings.EqualFold(transport, "udp") {
 		port = int(e.Addr().Port())
 	}
 	req.Laddr = sip.Addr{IP: e.bind.AsSlice(), Port: port, Hostname: e.bind.String()}
+	if req.Contact() == nil {
+		req.AppendHeader(e.contactFor(transport))
+	}
+}
+
+// contactFor is Switchback's Contact in a dialog over transport: the
+// listener of that transport, with a transport parameter beyond UDP, so
+// that the peer's requests within the dialog come back over the dialog's
+// transport (RFC 3261 §12.1.1, §19.1.1). Without it a TCP peer would
+// send them over UDP, and a TLS peer over TLS to the TCP listener, where
+// they fail.
+func (e *Edge) contactFor(transport string) *sip.ContactHeader {
+	c := e.dialogUA.ContactHDR.Clone()
+	switch strings.ToUpper(transport) {
+	case "TCP":
+		c.Address.UriParams = sip.HeaderParams{{K: "transport", V: "tcp"}}
+	case "TLS":
+		if a, ok := e.TLSAddr().(*net.TCPAddr); ok {
+			c.Address.Port = a.Port
+		}
+		c.Address.UriParams = sip.HeaderParams{{K: "transport", V: "tls"}}
+	}
+	return c
 }
 
 // allowed are the methods Switchback takes, as its Allow headers say.

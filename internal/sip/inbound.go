@@ -29,6 +29,11 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	// A draining node sends new calls elsewhere (RFC 3261 §21.5.4).
+	if !e.trackInvite() {
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(drainRetryAfter)))
+		return
+	}
+	defer e.invites.Done()
 	if e.calls.Draining() {
 		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(drainRetryAfter)))
 		return
@@ -45,7 +50,7 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	answered := sync.OnceFunc(func() { e.pending.Add(-1) })
 	defer answered()
 	respond(tx, req, 100, "Trying")
-	ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
+	ctx, cancel := context.WithTimeout(e.life, admitTimeout)
 	defer cancel()
 
 	// Who is calling, and for which transfer.
@@ -197,6 +202,18 @@ func (e *Edge) ringWhile(tx sip.ServerTransaction, req *sip.Request, d time.Dura
 	}
 }
 
+// trackInvite counts a new INVITE in e.invites, unless Serve has stopped
+// waiting for them. The lock orders each Add before Serve's Wait.
+func (e *Edge) trackInvite() bool {
+	e.invitesMu.Lock()
+	defer e.invitesMu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.invites.Add(1)
+	return true
+}
+
 // drainRetryAfter is the Retry-After of a draining node's 503, in seconds.
 const drainRetryAfter = 30
 
@@ -214,8 +231,8 @@ func (e *Edge) refuse(tx sip.ServerTransaction, req *sip.Request, err error) {
 }
 
 // answer makes the caller's leg: it sets up the media, sends the 200 OK
-// and returns once the caller has acknowledged it. arrived is when the
-// INVITE came, for Options.Answered.
+// and returns once the caller has acknowledged it, or hung up having had
+// it. arrived is when the INVITE came, for Options.Answered.
 func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, sess *media.Session, offer *media.Offer, params media.Params, arrived time.Time) (*leg, error) {
 	sess.InactivityTimeout = e.cfg.RTPTimeout.Duration()
 	dialog, err := e.dialogUA.ReadInvite(req, tx)
@@ -257,20 +274,25 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 	}
 	e.dialogs.Store(l.key, l)
 	res := sip.NewSDPResponseFromRequest(dialog.InviteRequest, body)
+	res.AppendHeader(e.contactFor(l.transport))
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if l.timer.interval > 0 {
 		res.AppendHeader(sip.NewHeader("Session-Expires", l.timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
-	if err := dialog.WriteResponse(res); err != nil {
+	// A node that stops does not wait for the ACK (see Serve).
+	stopWaiting := context.AfterFunc(e.life, func() { tx.Terminate() })
+	defer stopWaiting()
+	// WriteResponse fails when the caller went away before its ACK. But
+	// a caller's BYE in this dialog means it had the 200 (sipgo may even
+	// read it before the ACK sent ahead of it): the call was answered, and
+	// ends under its agent as the caller hanging up.
+	if err := dialog.WriteResponse(res); err != nil && !l.byeCame.Load() {
 		return fail(0, "", err)
 	}
 	if e.answered != nil {
 		e.answered(e.now().Sub(arrived))
-	}
-	if dialog.LoadState() == sip.DialogStateEnded {
-		return fail(0, "", errors.New("the caller went away before acknowledging the answer"))
 	}
 	l.run()
 	return l, nil

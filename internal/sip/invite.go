@@ -162,7 +162,21 @@ func (l *leg) Invite(ctx context.Context, t *switchback.Transfer, listen bool) (
 
 	timeout := l.e.cfg.ReturnTimeout.Duration()
 	actx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// The caller hanging up ends the attempt too: the return leg is not
+	// left ringing for someone to answer a call with nobody on it.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-l.ended:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	defer func() {
+		cancel()
+		<-watched
+	}()
 	user, pass := l.e.returnCredentials(t)
 	l.e.expectAnswers(actx, target)
 	d, err := l.e.placeInvite(actx, req, user, pass)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback"
@@ -69,6 +70,13 @@ type leg struct {
 	// sending RTP while it calls the transfer target, so the RTP timeout
 	// does not end the leg then; sip.referTimeout bounds the wait.
 	referring atomic.Bool
+	// byeCame is set once the peer sent BYE, valid or not.
+	byeCame atomic.Bool
+	// unacked is the 200 to the peer's last re-INVITE while it waits
+	// for its ACK (see retransmit); nil when none does. Under mu.
+	unacked *unacked
+	// closing is set by close, under mu: no goroutine starts after.
+	closing   bool
 	refreshed chan struct{}    // the peer refreshed the session
 	infos     chan rune        // digits to send by INFO, in order
 	notifies  chan referNotify // the NOTIFYs of our REFER (caller leg)
@@ -99,6 +107,9 @@ func (l *leg) run() {
 // dialog table. It does not signal anything: see bye.
 func (l *leg) close() {
 	l.stopOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
 		close(l.stop)
 		l.cancelBase()
 		l.wg.Wait()
@@ -266,6 +277,7 @@ func (l *leg) recordHold(prev, next media.Direction) {
 func (l *leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
+		l.byeCame.Store(true) // before ReadBye ends the dialog: see answer
 		if err := l.d.ReadBye(req, tx); err != nil {
 			respond(tx, req, 400, "Bad Request")
 			return
@@ -317,7 +329,7 @@ func (l *leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 	if body != nil {
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	}
-	res.AppendHeader(&l.e.dialogUA.ContactHDR)
+	res.AppendHeader(l.e.contactFor(l.transport))
 	l.mu.Lock()
 	timer := l.timer
 	l.mu.Unlock()
@@ -325,12 +337,89 @@ func (l *leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 		res.AppendHeader(sip.NewHeader("Session-Expires", timer.header()))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
+	if req.Method == sip.INVITE && !sip.IsReliable(req.Transport()) {
+		l.retransmit(tx, res, req.CSeq().SeqNo)
+	}
 	tx.Respond(res)
+}
+
+// unacked is a 200 to a re-INVITE waiting for its ACK.
+type unacked struct {
+	cseq  uint32
+	acked chan struct{} // closed by the ACK, or by the next re-INVITE
+}
+
+// retransmit sends res, the 200 to the peer's re-INVITE with CSeq cseq
+// over UDP, again until its ACK comes: T1 after the first, then twice as
+// long each time up to T2, for 64*T1 at most (RFC 3261 §13.3.1.4, which
+// §14.2 applies to re-INVITEs). That is the UAS core's work, not the
+// transaction's, which passes 2xx retransmissions on but makes none.
+func (l *leg) retransmit(tx sip.ServerTransaction, res *sip.Response, cseq uint32) {
+	u := &unacked{cseq: cseq, acked: make(chan struct{})}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return
+	}
+	if l.unacked != nil {
+		close(l.unacked.acked) // an older 200 is not retransmitted past a newer re-INVITE
+	}
+	l.unacked = u
+	l.wg.Add(1)
+	l.mu.Unlock()
+	go func() {
+		defer l.wg.Done()
+		defer l.settle(u)
+		wait := sip.T1
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		giveUp := time.NewTimer(64 * sip.T1)
+		defer giveUp.Stop()
+		for {
+			select {
+			case <-u.acked:
+				return
+			case <-l.stop:
+				return
+			case <-giveUp.C:
+				l.log.Info("no ACK to the 200 of a re-INVITE", "leg", string(l.name), "cseq", cseq)
+				return
+			case <-t.C:
+				if tx.Respond(res) != nil {
+					return
+				}
+				wait = min(2*wait, sip.T2)
+				t.Reset(wait)
+			}
+		}
+	}()
+}
+
+// settle forgets u once it no longer waits.
+func (l *leg) settle(u *unacked) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unacked == u {
+		l.unacked = nil
+	}
+}
+
+// acked takes the ACK of a re-INVITE's 200, with CSeq cseq.
+func (l *leg) acked(cseq uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u := l.unacked; u != nil && u.cseq == cseq {
+		close(u.acked)
+		l.unacked = nil
+	}
 }
 
 // onAck takes the ACK of our answer to an INVITE; it may carry the answer
 // to an offer Switchback made (a late offer, or a re-INVITE without SDP).
 func (l *leg) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if cseq := req.CSeq(); cseq != nil {
+		l.acked(cseq.SeqNo)
+	}
 	if d, ok := l.d.(interface {
 		ReadAck(*sip.Request, sip.ServerTransaction) error
 	}); ok {

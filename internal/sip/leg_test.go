@@ -1,10 +1,14 @@
 package sip
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +48,28 @@ var handsBack = agentFunc(func(ctx context.Context, call switchback.Call) (*swit
 type legEdge struct {
 	*Edge
 	svc *transfer.Service
+	// stop ends Serve and returns once it has returned.
+	stop func()
+	// log is what the edge logged, as JSON lines.
+	log *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer the test reads while the edge writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*config.Config), minimumSE ...time.Duration) *legEdge {
@@ -64,7 +90,8 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	svc := transfer.New(transfer.Options{Store: db, Policy: func(string) (transfer.Policy, bool) {
 		return transfer.Policy{SIPTTL: time.Minute}, true
 	}})
-	e, err := New(Options{Config: cfg, Transfers: svc, Nonces: db, Agents: agent})
+	log := &syncBuffer{}
+	e, err := New(Options{Config: cfg, Transfers: svc, Nonces: db, Agents: agent, Log: slog.New(slog.NewJSONHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +106,9 @@ func startLegEdge(t *testing.T, agent switchback.AgentFactory, mutate func(*conf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &legEdge{Edge: e, svc: svc}
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return &legEdge{Edge: e, svc: svc, stop: stop, log: log}
 }
 
 // transfer creates a SIP transfer for tenant demo.
@@ -123,15 +151,51 @@ type sipPeer struct {
 	dua  *sipgo.DialogUA
 	addr *net.UDPAddr
 	reqs chan *sip.Request // the requests it got, in order
-	// answer is what it answers an INVITE with: extra headers for the 200.
+	// strays are the responses that matched no transaction of its own:
+	// retransmissions of a final response it already had.
+	strays chan *sip.Response
+	mu     sync.Mutex
+	// answerHeaders are extra headers for the 200 it answers an INVITE
+	// with; see answerWith.
 	answerHeaders []sip.Header
-	mu            sync.Mutex
-	server        *sipgo.DialogServerSession
+	// byeDelay holds its answer to a BYE that long.
+	byeDelay time.Duration
+	// ring makes it answer an INVITE with 180 only (the INVITE is on reqs
+	// once the 180 is sent), and report a CANCEL of it on reqs; see
+	// ringOnly.
+	ring   bool
+	server *sipgo.DialogServerSession
+}
+
+// ringOnly makes the sipPeer ring for every INVITE and never answer.
+func (p *sipPeer) ringOnly() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ring = true
+}
+
+// answerWith sets the extra headers of the 200 the sipPeer answers an
+// INVITE with, as a text each: its handlers run on sipgo's goroutines.
+func (p *sipPeer) answerWith(hs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answerHeaders = nil
+	for _, h := range hs {
+		name, value, _ := strings.Cut(h, ": ")
+		p.answerHeaders = append(p.answerHeaders, sip.NewHeader(name, value))
+	}
 }
 
 func newSipPeer(t *testing.T) *sipPeer {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"))
+	strays := make(chan *sip.Response, 64)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.2"),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+			select {
+			case strays <- res:
+			default:
+			}
+		})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +206,7 @@ func newSipPeer(t *testing.T) *sipPeer {
 	}
 	// Requests leave from the socket the sipPeer listens on.
 	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.2"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
-	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64)}
+	p := &sipPeer{ua: ua, addr: conn.LocalAddr().(*net.UDPAddr), reqs: make(chan *sip.Request, 64), strays: strays}
 	p.dua = &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "sipPeer", Host: "127.0.0.2", Port: p.addr.Port}}}
 	ok := func(req *sip.Request, tx sip.ServerTransaction, hs ...sip.Header) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
@@ -154,8 +218,9 @@ func newSipPeer(t *testing.T) *sipPeer {
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.reqs <- req
 		p.mu.Lock()
-		d := p.server
+		d, delay := p.server, p.byeDelay
 		p.mu.Unlock()
+		time.Sleep(delay)
 		if d != nil {
 			d.ReadBye(req, tx)
 			return
@@ -175,7 +240,19 @@ func newSipPeer(t *testing.T) *sipPeer {
 		}
 	})
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		p.reqs <- req
+		p.mu.Lock()
+		ring := p.ring
+		p.mu.Unlock()
+		if !ring {
+			p.reqs <- req
+		}
+		if ring {
+			tx.OnCancel(func(cancel *sip.Request) { p.reqs <- cancel })
+			tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+			p.reqs <- req
+			<-tx.Done()
+			return
+		}
 		d, err := p.dua.ReadInvite(req, tx)
 		if err != nil {
 			return
@@ -184,9 +261,11 @@ func newSipPeer(t *testing.T) *sipPeer {
 		p.server = d
 		p.mu.Unlock()
 		res := sip.NewSDPResponseFromRequest(d.InviteRequest, peerSDP(p.addr.Port+2, "sendrecv"))
+		p.mu.Lock()
 		for _, h := range p.answerHeaders {
-			res.AppendHeader(h)
+			res.AppendHeader(sip.HeaderClone(h))
 		}
+		p.mu.Unlock()
 		d.WriteResponse(res)
 	})
 	go srv.ServeUDP(conn)
@@ -418,7 +497,7 @@ func TestReturnLegSessionTimer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startLegEdge(t, handsBack, nil)
 			back := newSipPeer(t)
-			back.answerHeaders = []sip.Header{sip.NewHeader("Session-Expires", "2;refresher="+tc.refresher), sip.NewHeader("Require", "timer")}
+			back.answerWith("Session-Expires: 2;refresher="+tc.refresher, "Require: timer")
 			e.transfer(t, "rt-"+tc.refresher, &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
 				ReturnTransferType: switchback.ReturnINVITE})
 			caller := newSipPeer(t)
@@ -443,6 +522,268 @@ func TestReturnLegSessionTimer(t *testing.T) {
 			waitEvent(t, e, "rt-uas", "bridged", "call.ended:session-timer")
 		})
 	}
+}
+
+// TestCallerGoneWhileTheReturnLegRings: a caller who hangs up while the
+// return leg of an INVITE hand-back rings ends the attempt: the return
+// INVITE is cancelled at once, not left ringing for sip.returnTimeout
+// (the customer's agent would answer a call with nobody on it).
+func TestCallerGoneWhileTheReturnLegRings(t *testing.T) {
+	e := startLegEdge(t, handsBack, func(c *config.Config) { c.SIP.ReturnTimeout = config.Duration(30 * time.Second) })
+	back := newSipPeer(t)
+	back.ringOnly()
+	e.transfer(t, "ring-1", &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
+		ReturnTransferType: switchback.ReturnINVITE})
+	caller := newSipPeer(t)
+	d := caller.call(t, e, "ring-1")
+	back.next(t, sip.INVITE, 5*time.Second)
+	// A CANCEL waits for a provisional response (RFC 3261 §9.1): the 180
+	// has left, let it arrive.
+	time.Sleep(300 * time.Millisecond)
+	if err := d.Bye(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back.next(t, sip.CANCEL, 3*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tr, err := e.svc.Get(context.Background(), "demo", "ring-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := tr.ReturnResult; r != nil {
+			if r.Fallback || !strings.Contains(r.Reason, "hung up before the return leg answered") {
+				t.Errorf("return result %+v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no return result: %+v", tr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitEvent(t, e, "ring-1", "call.ended:caller")
+}
+
+// TestCallerHangsUpRightAfterTheACK: a call acknowledged and hung up at
+// once was answered: it ends as the caller hanging up, not as a call
+// that was never answered.
+func TestCallerHangsUpRightAfterTheACK(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	p := newSipPeer(t)
+	for i := range 10 {
+		id := fmt.Sprintf("quick-%d", i)
+		e.transfer(t, id, nil)
+		d := p.call(t, e, id)
+		if err := d.Bye(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, e, id, "call.ended:caller")
+		for _, ev := range e.events(t, id) {
+			if ev == "call.ended:unanswered" {
+				t.Fatalf("call %d: events %v", i, e.events(t, id))
+			}
+		}
+	}
+}
+
+// TestContactNamesTheCallsTransport: the Contact of Switchback's answer,
+// where the caller sends its requests within the call (RFC 3261 §12.1.1),
+// names the transport the call came over and that transport's listener:
+// a TLS call's BYE must not come back in clear over UDP.
+func TestContactNamesTheCallsTransport(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	e := startLegEdge(t, holds, func(c *config.Config) {
+		c.SIP.TLS = config.SIPTLS{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
+		c.Tenants[0].SIP.Allow = []string{"127.0.0.0/8"}
+	})
+	_, tlsPort, _ := net.SplitHostPort(e.TLSAddr().String())
+	for _, tc := range []struct {
+		transport, port string
+	}{
+		{"tcp", strconv.Itoa(int(e.Addr().Port()))},
+		{"tls", tlsPort},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			id := "contact-" + tc.transport
+			e.transfer(t, id, nil)
+			ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"), sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ua.Close()
+			cli, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dua := &sipgo.DialogUA{Client: cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{User: "ivr", Host: "127.0.0.1", Port: 5099,
+				UriParams: sip.HeaderParams{{K: "transport", V: tc.transport}}}}}
+			port, _ := strconv.Atoi(tc.port)
+			to := sip.Uri{User: "demo", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: tc.transport}}}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := dua.Invite(ctx, to, peerSDP(40000, "sendrecv"), sip.NewHeader(TransferIDHeader, id),
+				sip.NewHeader("Content-Type", "application/sdp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c := d.InviteResponse.Contact()
+			if c == nil || strconv.Itoa(c.Address.Port) != tc.port || !strings.EqualFold(c.Address.UriParams.GetOr("transport", ""), tc.transport) {
+				t.Errorf("the 200's Contact is %v; want port %s and transport=%s", c, tc.port, tc.transport)
+			}
+			if err := d.Bye(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, e, id, "call.ended:caller")
+		})
+	}
+}
+
+// TestReinviteAnswerIsRetransmittedUntilItsACK: over UDP, Switchback's
+// 200 to a re-INVITE is retransmitted, T1 apart and then doubling, until
+// its ACK comes (RFC 3261 §13.3.1.4, §14.2): a lost 200 would otherwise
+// leave the peer's re-INVITE unanswered, and many peers end the call then.
+func TestReinviteAnswerIsRetransmittedUntilItsACK(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	e.transfer(t, "re-200", nil)
+	p := newSipPeer(t)
+	d := p.call(t, e, "re-200")
+	req := sip.NewRequest(sip.INVITE, d.InviteResponse.Contact().Address)
+	req.SetBody(peerSDP(p.addr.Port+2, "sendonly"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := d.Do(ctx, req) // the peer's transaction ends with the 200
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	cseq := req.CSeq().SeqNo
+	again := func(within time.Duration) bool {
+		deadline := time.After(within)
+		for {
+			select {
+			case r := <-p.strays:
+				if r.StatusCode == 200 && r.CSeq().SeqNo == cseq && r.CSeq().MethodName == sip.INVITE {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	if !again(2 * time.Second) {
+		t.Fatal("the 200 to the re-INVITE was not retransmitted without its ACK")
+	}
+	ack := sip.NewRequest(sip.ACK, d.InviteResponse.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("CSeq", fmt.Sprintf("%d ACK", cseq)))
+	if err := d.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	again(200 * time.Millisecond) // one that crossed the ACK
+	if again(2500 * time.Millisecond) {
+		t.Fatal("the 200 was still retransmitted after its ACK")
+	}
+	d.Bye(context.Background())
+}
+
+// agentAtStop is an agent factory that is still connecting its agent
+// when the node stops: it returns once its context ends.
+type agentAtStop struct{ connecting chan struct{} }
+
+func (f agentAtStop) NewAgent(ctx context.Context, _ *switchback.CallInfo) (switchback.Agent, error) {
+	close(f.connecting)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStopEndsTheCallsBeingAnswered: a node that stops at once while a
+// new call is matched to its transfer but not yet answered stores that
+// call's outcome before Serve returns: the transfer never stays ONGOING
+// after the process is gone.
+func TestStopEndsTheCallsBeingAnswered(t *testing.T) {
+	f := agentAtStop{connecting: make(chan struct{})}
+	e := startLegEdge(t, f, nil)
+	e.transfer(t, "stop-1", nil)
+	p := newSipPeer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := p.dua.Invite(ctx, sip.Uri{User: "demo", Host: "127.0.0.1", Port: int(e.Addr().Port())}, peerSDP(p.addr.Port+2, "sendrecv"),
+		sip.NewHeader(TransferIDHeader, "stop-1"), sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	select {
+	case <-f.connecting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call was not admitted")
+	}
+	e.stop()
+	tr, err := e.svc.Get(context.Background(), "demo", "stop-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Status != switchback.StatusCompleted || tr.OutputContext == nil ||
+		tr.OutputContext.TransferType != switchback.TransferCallerDisconnect {
+		t.Fatalf("once Serve returned the transfer is %s with %+v", tr.Status, tr.OutputContext)
+	}
+}
+
+// TestStopAfterRefusingAnINVITEWhileDraining: an INVITE a draining node
+// refuses is not one Serve waits for.
+func TestStopAfterRefusingAnINVITEWhileDraining(t *testing.T) {
+	e := startLegEdge(t, holds, nil)
+	e.calls.Drain()
+	if got := exchange(t, "127.0.0.2", net.UDPAddrFromAddrPort(e.Addr()), rawInvite("drain-1")); got != "SIP/2.0 503 Service Unavailable" {
+		t.Fatalf("an INVITE while draining got %q", got)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		// The test's cleanup would wait for Serve as well: stop here.
+		panic("Serve did not return: it waits for an INVITE it refused")
+	}
+}
+
+// TestStopWhileBridgedEndsTheBridgeAsShutdown: a node that stops while a
+// call is bridged hangs up both legs, and the bridge ended by the
+// shutdown, not by the BYE the shutdown sent to one leg.
+func TestStopWhileBridgedEndsTheBridgeAsShutdown(t *testing.T) {
+	e := startLegEdge(t, handsBack, nil)
+	back := newSipPeer(t)
+	e.transfer(t, "down-1", &switchback.SIP{ReturnURI: fmt.Sprintf("sip:desk@127.0.0.2:%d", back.addr.Port),
+		ReturnTransferType: switchback.ReturnINVITE})
+	caller := newSipPeer(t)
+	// The caller answers the BYE late: the return leg's BYE, the first,
+	// is long done by then.
+	caller.mu.Lock()
+	caller.byeDelay = 300 * time.Millisecond
+	caller.mu.Unlock()
+	caller.call(t, e, "down-1")
+	waitEvent(t, e, "down-1", "bridged")
+	e.stop()
+	for _, line := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(line, `"msg":"bridged call ended"`) {
+			if !strings.Contains(line, `"by":"shutdown"`) {
+				t.Fatalf("bridged call ended: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no bridged call ended in the log:\n%s", e.log)
 }
 
 // slowAgent is an agent factory that takes a while to connect.

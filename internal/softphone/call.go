@@ -353,20 +353,22 @@ func (c *Call) readRefer(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.referTo, c.referAccepted = target, !c.opts.DeclineRefer
 	c.mu.Unlock()
+	// Printed before the answer: once answered, the far end may hang up,
+	// and Run return, before a line printed after it.
 	if c.opts.DeclineRefer {
-		tx.Respond(sip.NewResponseFromRequest(req, 603, "Declined", nil))
 		c.events.printf("received REFER to %s: declined (--decline-refer)", target)
+		tx.Respond(sip.NewResponseFromRequest(req, 603, "Declined", nil))
 		return
 	}
-	tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
 	c.events.printf("received REFER to %s: accepted (the softphone does not dial it)", target)
+	tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
 	cseq := req.CSeq().SeqNo
 	c.goOwned(func(ctx context.Context) {
 		contact := c.dialog.InviteResponse.Contact()
 		if contact == nil {
 			return
 		}
-		n := sip.NewRequest(sip.NOTIFY, contact.Address)
+		n := c.withinCall(sip.NewRequest(sip.NOTIFY, *contact.Address.Clone()))
 		n.AppendHeader(sip.NewHeader("Event", "refer;id="+strconv.FormatUint(uint64(cseq), 10)))
 		n.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason=noresource"))
 		n.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
@@ -448,11 +450,7 @@ func (c *Call) SendDigits(ctx context.Context, digits string, info bool) error {
 // sendInfoDigit sends one digit in a SIP INFO within the dialog (RFC 6086)
 // as application/dtmf-relay, the de facto format no RFC registers.
 func (c *Call) sendInfoDigit(ctx context.Context, d rune) error {
-	target := c.dialog.InviteRequest.Recipient
-	if ct := c.dialog.InviteResponse.Contact(); ct != nil {
-		target = ct.Address
-	}
-	req := sip.NewRequest(sip.INFO, *target.Clone())
+	req := c.withinCall(sip.NewRequest(sip.INFO, c.remoteTarget()))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
 	req.SetBody(fmt.Appendf(nil, "Signal=%c\r\nDuration=%d\r\n", d, DigitTone.Milliseconds()))
 	res, err := c.dialog.Do(ctx, req)
@@ -484,10 +482,34 @@ func (c *Call) WaitForPause(ctx context.Context, limit time.Duration) error {
 	}
 }
 
+// remoteTarget is where requests within the call go: the far end's
+// Contact (RFC 3261 §12.1.2), or the INVITE's Request-URI without one.
+func (c *Call) remoteTarget() sip.Uri {
+	if ct := c.dialog.InviteResponse.Contact(); ct != nil {
+		return *ct.Address.Clone()
+	}
+	return *c.dialog.InviteRequest.Recipient.Clone()
+}
+
+// withinCall readies req, a request of the phone within the call, for
+// c.dialog, which adds the dialog's headers. It names the call's Contact
+// (sipgo would add an empty one), and leaves from the socket the INVITE
+// left from: sipgo binds only the requests that start a dialog, and the
+// ACK and CANCEL it builds from them, to the phone's listener; any other
+// request to an address the phone has not heard from would leave from a
+// socket sipgo opens on 0.0.0.0.
+func (c *Call) withinCall(req *sip.Request) *sip.Request {
+	if ct := c.dialog.InviteRequest.Contact(); ct != nil {
+		req.AppendHeader(sip.HeaderClone(ct))
+	}
+	c.dialog.InviteRequest.Laddr.Copy(&req.Laddr)
+	return req
+}
+
 // Hangup sends BYE, unless the far end already hung up.
 func (c *Call) Hangup(ctx context.Context) error {
 	defer c.end()
-	if err := c.dialog.Bye(ctx); err != nil {
+	if err := c.dialog.WriteBye(ctx, c.withinCall(sip.NewRequest(sip.BYE, c.remoteTarget()))); err != nil {
 		return fmt.Errorf("send BYE: %w", err)
 	}
 	return nil

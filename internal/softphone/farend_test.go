@@ -35,6 +35,13 @@ type farEnd struct {
 	// script runs once a call is answered and acknowledged, in the
 	// INVITE's handler; the call is closed after it.
 	script func(ctx context.Context, c *farCall)
+	// contactElsewhere (over UDP) names a second socket of the far end in
+	// its Contact, as a node behind a load balancer that does not
+	// record-route does: requests within the call go there, not where the
+	// INVITE went.
+	contactElsewhere bool
+	// inDialog receives each BYE, INFO and NOTIFY the far end takes.
+	inDialog chan *sip.Request
 
 	addr      string // host:port
 	transport string // "udp" or "tcp"
@@ -42,8 +49,10 @@ type farEnd struct {
 	dialogs   *sipgo.DialogServerCache
 	ctx       context.Context
 	cancel    context.CancelFunc
-	running   sync.WaitGroup
-	calls     sync.Map // dialog id -> *farCall
+	mu        sync.Mutex
+	closing   bool           // set once the test ends: no handler starts after
+	running   sync.WaitGroup // the INVITEs' handlers
+	calls     sync.Map       // dialog id -> *farCall
 	invites   chan *sip.Request
 	cancelled chan struct{} // closed on the first CANCEL of a ringing call
 	cancelOne sync.Once
@@ -67,6 +76,7 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 	t.Helper()
 	f.transport = transport
 	f.invites = make(chan *sip.Request, 8)
+	f.inDialog = make(chan *sip.Request, 16)
 	f.cancelled = make(chan struct{})
 	log := slog.New(slog.DiscardHandler)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("far-end"), sipgo.WithUserAgentHostname("127.0.0.1"),
@@ -99,7 +109,15 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		f.addr, listener = ln.Addr().String(), ln
 		serve = func() error { return srv.ServeTCP(ln) }
 	}
-	host, portStr, _ := net.SplitHostPort(f.addr)
+	contactAddr := f.addr
+	var other net.PacketConn
+	if f.contactElsewhere {
+		if other, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		contactAddr = other.LocalAddr().String()
+	}
+	host, portStr, _ := net.SplitHostPort(contactAddr)
 	port, _ := strconv.Atoi(portStr)
 	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientLogger(log),
 		sipgo.WithClientConnectionAddr(f.addr))
@@ -115,17 +133,22 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		f.running.Add(1)
+		if !f.track() {
+			tx.Respond(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			return
+		}
 		defer f.running.Done()
 		f.onInvite(req, tx)
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { f.dialogs.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		if err := f.dialogs.ReadBye(req, tx); err != nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 		}
 	})
 	srv.OnInfo(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		c := f.find(req)
 		if c == nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -141,6 +164,7 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		}
 	})
 	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		f.took(req)
 		c := f.find(req)
 		if c == nil {
 			tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
@@ -150,27 +174,56 @@ func startFarEnd(t *testing.T, transport string, f *farEnd) *farEnd {
 		c.notices <- req
 	})
 
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		serve()
-	}()
+	var serving sync.WaitGroup
+	serving.Go(func() { serve() })
+	listening := 1
+	if other != nil {
+		listening = 2
+		serving.Go(func() { srv.ServeUDP(other) })
+	}
 	// Requests leave from the listener once it is in the transport
 	// layer's pool; before, sipgo would open a socket of its own.
 	if transport == "udp" {
 		pool, deadline := ua.TransportLayer().Pool("udp"), time.Now().Add(time.Second)
-		for pool.Size() == 0 && time.Now().Before(deadline) {
+		for pool.Size() < listening && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
 	t.Cleanup(func() {
+		f.mu.Lock()
+		f.closing = true
+		f.mu.Unlock()
 		f.cancel()
 		f.running.Wait()
 		ua.Close()
 		listener.Close() // sipgo leaves its listeners to their owner
-		<-served
+		if other != nil {
+			other.Close()
+		}
+		serving.Wait()
 	})
 	return f
+}
+
+// track counts an INVITE's handler in f.running, unless the test has
+// ended. The lock orders each Add before the cleanup's Wait, which the
+// network between the phone and the far end does not.
+func (f *farEnd) track() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.running.Add(1)
+	return true
+}
+
+// took passes an in-dialog request on to f.inDialog, if there is room.
+func (f *farEnd) took(req *sip.Request) {
+	select {
+	case f.inDialog <- req:
+	default:
+	}
 }
 
 // find is the call an in-dialog request belongs to.
@@ -188,7 +241,7 @@ func (f *farEnd) find(req *sip.Request) *farCall {
 func (f *farEnd) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	f.invites <- req
 	if f.refuse != 0 {
-		tx.Respond(sip.NewResponseFromRequest(req, f.refuse, "Busy Here", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, f.refuse, "Busy Here", nil))
 		return
 	}
 	if f.password != "" && !f.authorized(req, tx) {
@@ -196,18 +249,26 @@ func (f *farEnd) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	d, err := f.dialogs.ReadInvite(req, tx)
 	if err != nil {
-		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
 		return
 	}
 	defer d.Close()
 	if f.ring {
-		if stx, ok := tx.(*sip.ServerTx); ok {
-			stx.OnCancel(func(*sip.Request) { f.cancelOne.Do(func() { close(f.cancelled) }) })
-		}
+		cancelled := make(chan struct{})
+		tx.OnCancel(func(*sip.Request) {
+			close(cancelled)
+			f.cancelOne.Do(func() { close(f.cancelled) })
+		})
 		d.Respond(180, "Ringing", nil)
 		select {
+		case <-cancelled:
 		case <-tx.Done():
 		case <-f.ctx.Done():
+		}
+		select {
+		case <-cancelled:
+			awaitACK(tx) // of the 487 the transaction answered the CANCEL with
+		default:
 		}
 		return
 	}
@@ -257,7 +318,7 @@ func (f *farEnd) authorized(req *sip.Request, tx sip.ServerTransaction) bool {
 	if h == nil {
 		res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
 		res.AppendHeader(sip.NewHeader("WWW-Authenticate", chal.String()))
-		tx.Respond(res)
+		refuse(tx, res)
 		return false
 	}
 	cred, err := digest.ParseCredentials(h.Value())
@@ -270,10 +331,38 @@ func (f *farEnd) authorized(req *sip.Request, tx sip.ServerTransaction) bool {
 		}
 	}
 	if err != nil {
-		tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+		refuse(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return false
 	}
 	return true
+}
+
+// ackWait bounds how long the far end waits for the ACK of a refusal.
+const ackWait = 5 * time.Second
+
+// refuse answers an INVITE with a final response other than 2xx and
+// waits for its ACK (see awaitACK).
+func refuse(tx sip.ServerTransaction, res *sip.Response) {
+	if tx.Respond(res) == nil {
+		awaitACK(tx)
+	}
+}
+
+// awaitACK waits up to ackWait for the ACK of the final response other
+// than 2xx the INVITE transaction tx sent (RFC 3261 §17.2.1), so that the
+// INVITE's handler, which the far end waits for before it closes, outlives
+// it. sipgo reads each request on a goroutine of its own: an ACK still
+// being read when the far end closes finds neither the transaction nor the
+// listener, and sipgo opens a socket on 0.0.0.0 to answer it that nothing
+// closes.
+func awaitACK(tx sip.ServerTransaction) {
+	t := time.NewTimer(ackWait)
+	defer t.Stop()
+	select {
+	case <-tx.Acks():
+	case <-tx.Done():
+	case <-t.C:
+	}
 }
 
 // bye hangs up.

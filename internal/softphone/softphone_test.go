@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/switchback/switchback/internal/media"
 	sipedge "github.com/switchback/switchback/internal/sip"
 	"github.com/switchback/switchback/internal/softphone"
@@ -351,5 +353,52 @@ func TestPhonePlacesCallsAtOnce(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(events)
+	}
+}
+
+// TestRequestsWithinACallLeaveFromTheListener: the phone's BYE, INFO and
+// NOTIFY leave from the socket it listens on, as its INVITE does, and name
+// the call's Contact, even when the far end's Contact is an address the
+// phone has never heard from.
+func TestRequestsWithinACallLeaveFromTheListener(t *testing.T) {
+	f := startFarEnd(t, "udp", &farEnd{contactElsewhere: true, script: func(ctx context.Context, c *farCall) {
+		if _, ok := c.digit(ctx, 5*time.Second); !ok {
+			return
+		}
+		if res, err := c.refer(ctx, "<sip:desk@customer.example.com>"); err != nil || res.StatusCode != 202 {
+			return
+		}
+		select {
+		case <-c.notices:
+		case <-time.After(5 * time.Second):
+			return
+		}
+		c.hungUp(5 * time.Second)
+	}})
+	p, events := newPhone(t, "udp")
+	r := p.Run(context.Background(), softphone.Plan{Target: "sip:far@" + f.addr, DTMF: "1", InfoDTMF: true,
+		HangupAfter: 1500 * time.Millisecond, Timeout: 10 * time.Second})
+	if r.Err != nil || !r.DigitsSent || r.ReferTo == "" {
+		t.Fatalf("report %+v\n%s", r, events)
+	}
+	invite := <-f.invites
+	want := p.Addr().String()
+	for _, method := range []string{"INFO", "NOTIFY", "BYE"} {
+		var req *sip.Request
+		select {
+		case req = <-f.inDialog:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s", method)
+		}
+		if req.Method.String() != method {
+			t.Fatalf("got %s, want %s", req.Method, method)
+		}
+		via := req.Via()
+		if req.Source() != want || net.JoinHostPort(via.Host, strconv.Itoa(via.Port)) != want {
+			t.Errorf("%s came from %s with Via %s; the phone listens on %s", method, req.Source(), via.Value(), want)
+		}
+		if got := req.Contact(); got == nil || got.Address.String() != invite.Contact().Address.String() {
+			t.Errorf("%s has Contact %v; the INVITE's is %v", method, got, invite.Contact())
+		}
 	}
 }
