@@ -16,20 +16,21 @@
 # machine's cores, the same way for every server.
 #
 # It then runs the SIP benchmark (bench/sip.sh), the benchmark of bridged
-# calls (bench/bridge.sh) and the benchmark of unauthenticated SIP traffic
-# (bench/flood.sh), with their results in $BENCH_OUT/sip, $BENCH_OUT/bridge
-# and $BENCH_OUT/flood; their headers list their own settings.
+# calls (bench/bridge.sh), the benchmark of streamed calls (bench/stream.sh)
+# and the benchmark of unauthenticated SIP traffic (bench/flood.sh), with
+# their results in $BENCH_OUT/sip, $BENCH_OUT/bridge, $BENCH_OUT/stream and
+# $BENCH_OUT/flood; their headers list their own settings.
 #
 # Every server it starts takes free ports of its own (API and SIP on port
 # 0, an RTP range apart), so the SQLite and PostgreSQL servers run side by
 # side, and beside whatever else runs on the machine.
 #
-# BENCH_SHORT=1 runs all three benchmarks for a few seconds at a tiny
-# load, to show that they run end to end (bench/short_test.go does, in
-# make test); its figures mean nothing. The three then run at once, each
-# on its own ports, with the SIP and bridge benchmarks' output in
-# $BENCH_OUT/sip.log and $BENCH_OUT/bridge.log. The settings below still
-# apply.
+# BENCH_SHORT=1 runs the API, SIP, bridge and streaming benchmarks for a
+# few seconds at a tiny load, to show that they run end to end
+# (bench/short_test.go does, in make test); its figures mean nothing. They
+# then run at once, each on its own ports, with the SIP, bridge and
+# streaming benchmarks' output in $BENCH_OUT/sip.log, $BENCH_OUT/bridge.log
+# and $BENCH_OUT/stream.log. The settings below still apply.
 #
 #   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
@@ -88,7 +89,7 @@ log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 server_pids=()
-declare -A bench_jobs # the SIP and bridge benchmarks running beside, in the short mode
+declare -A bench_jobs # the SIP, bridge and streaming benchmarks running beside, in the short mode
 pg_dsn_admin=""
 pg_db=""
 pg_started=""
@@ -183,7 +184,7 @@ load() {
 
 start=$(date +%s)
 if [[ $short == 1 ]]; then
-	for b in sip bridge; do
+	for b in sip bridge stream; do
 		BENCH_OUT=$out/$b bash "bench/$b.sh" >"$out/$b.log" 2>&1 &
 		bench_jobs[$b]=$!
 	done
@@ -274,7 +275,7 @@ status=0
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
 if [[ $short == 1 ]]; then
-	for b in sip bridge; do
+	for b in sip bridge stream; do
 		s=0
 		wait "${bench_jobs[$b]}" || s=$?
 		unset "bench_jobs[$b]"
@@ -288,6 +289,7 @@ if [[ $short == 1 ]]; then
 else
 	BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
 	BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
+	BENCH_OUT=$out/stream bash bench/stream.sh || status=$?
 	BENCH_OUT=$out/flood bash bench/flood.sh || status=$?
 fi
 exit "$status"

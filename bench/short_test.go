@@ -18,9 +18,9 @@ import (
 )
 
 // TestBenchmarksRunInShortMode runs `make bench` (bench/run.sh, which runs
-// bench/sip.sh and bench/bridge.sh after the API benchmark) in its short
-// mode: every benchmark, against every server and relay, for a few seconds
-// at a tiny load. It fails when any of them does not run end to end or
+// bench/sip.sh, bench/bridge.sh and bench/stream.sh beside the API
+// benchmark) in its short mode: every benchmark, against every server,
+// relay and mode, for a few seconds at a tiny load. It fails when any of them does not run end to end or
 // measures nothing, so that the benchmarks cannot break unnoticed between
 // two full runs. The figures of a short run mean nothing and are not
 // judged. It needs what the benchmarks need (SIPp, Kamailio, rtpengine,
@@ -63,7 +63,7 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	type line struct {
 		Kind, Server, Target, Mode, Relay, Codecs string
 		RPS                                       float64
-		OK, Answered, Received                    int64
+		OK, Answered, Received, Echoed            int64
 	}
 	read := func(name string) []line {
 		t.Helper()
@@ -99,6 +99,9 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	for _, l := range read("bridge/results.jsonl") {
 		ran["bridge "+l.Relay+" "+l.Codecs] = l.Received > 0
 	}
+	for _, l := range read("stream/results.jsonl") {
+		ran["stream "+l.Mode] = l.Echoed > 0
+	}
 	var want []string
 	for _, st := range []string{"ceiling ceiling", "sqlite create", "sqlite get", "postgres create", "postgres get"} {
 		want = append(want, "api "+st+" sat", "api "+st+" rate")
@@ -107,6 +110,7 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	for _, relay := range []string{"rtpengine", "switchback"} {
 		want = append(want, "bridge "+relay+" PCMU/PCMU", "bridge "+relay+" PCMU/PCMA")
 	}
+	want = append(want, "stream stream", "stream bridge")
 	for _, w := range want {
 		measured, found := ran[w]
 		switch {
@@ -116,7 +120,7 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 			t.Errorf("%s: ran but measured nothing", w)
 		}
 	}
-	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md"} {
+	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md", "stream/report.md"} {
 		if b, err := os.ReadFile(filepath.Join(out, report)); err != nil || len(b) == 0 {
 			t.Errorf("%s: %v, %d bytes", report, err, len(b))
 		}

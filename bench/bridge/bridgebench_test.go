@@ -56,39 +56,6 @@ func TestSDPPort(t *testing.T) {
 	}
 }
 
-// TestStampSurvivesTranscoding checks a payload's stamp reads back as it
-// was written, as sent, and once transcoded either way.
-func TestStampSurvivesTranscoding(t *testing.T) {
-	const sent, idx = int64(1795291269570089123), uint32(0xDEADBEEF)
-	for _, tc := range []struct {
-		name     string
-		from, to media.Codec
-	}{
-		{"PCMU", media.PCMU, media.PCMU},
-		{"PCMA", media.PCMA, media.PCMA},
-		{"PCMU to PCMA", media.PCMU, media.PCMA},
-		{"PCMA to PCMU", media.PCMA, media.PCMU},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := make([]byte, media.FrameSamples)
-			writeStamp(p, tc.from, sent, idx)
-			switch {
-			case tc.from == media.PCMU && tc.to == media.PCMA:
-				media.ULawToALaw(p, p)
-			case tc.from == media.PCMA && tc.to == media.PCMU:
-				media.ALawToULaw(p, p)
-			}
-			s, i, ok := readStamp(p, tc.to)
-			if !ok || s != sent || i != idx {
-				t.Errorf("read %d, %#x, %v; want %d, %#x", s, i, ok, sent, idx)
-			}
-		})
-	}
-	if _, _, ok := readStamp(make([]byte, media.FrameSamples), media.PCMU); ok {
-		t.Error("a stamp read from silence")
-	}
-}
-
 // TestLoadThroughSwitchbackRelay runs a short load of a few calls through
 // the relay's line protocol, served in this process: nothing is lost,
 // every packet is read, and the relay transcodes what it should.

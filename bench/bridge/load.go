@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback/bench/internal/procstat"
+	"github.com/switchback/switchback/bench/internal/stamp"
 	"github.com/switchback/switchback/internal/media"
 )
 
@@ -30,9 +31,9 @@ import (
 // each send the streams of one 1 ms slot after another, against absolute
 // deadlines.
 //
-// Each payload carries the time it was sent and its index in the stream,
-// written with 16 G.711 codes that survive transcoding PCMU <-> PCMA
-// unchanged (stampCodes), so the receiver reads them whatever the relay
+// Each payload carries the time it was sent, its stream and its index in
+// the stream (bench/internal/stamp: 16 G.711 codes that survive transcoding
+// PCMU <-> PCMA unchanged), so the receiver reads them whatever the relay
 // did to the codec. A receiver goroutine per socket stamps each packet on
 // arrival. Counted over a window after a warm-up, by send time: packets
 // sent, received (each index once), lost, and the added latency (arrival
@@ -85,6 +86,7 @@ type LoadResult struct {
 // flow is one direction of a call: packets from one peer socket to the
 // relay, and from the relay to the other peer socket.
 type flow struct {
+	id        uint32 // the stream, in its stamps
 	from      *net.UDPConn
 	dst       netip.AddrPort // the relay's port for this flow
 	to        *net.UDPConn
@@ -216,6 +218,7 @@ func runLoad(args []string, w io.Writer) error {
 			f.ssrc, f.seq, f.ts = rand.Uint32(), uint16(rand.Uint32()), rand.Uint32()
 			f.seen = make([]uint64, (maxPackets+63)/64)
 			f.lat = make([]int32, 0, windowPackets)
+			f.id = uint32(len(flows))
 			f.slot = len(flows) % slotsPerFrame
 			flows = append(flows, f)
 		}
@@ -373,7 +376,7 @@ func (f *flow) send(buf []byte, w0, w1 time.Time) {
 	binary.BigEndian.PutUint32(buf[4:8], f.ts)
 	binary.BigEndian.PutUint32(buf[8:12], f.ssrc)
 	now := time.Now()
-	writeStamp(buf[12:], f.sendCodec, now.UnixNano(), f.idx)
+	stamp.Write(buf[12:], f.sendCodec, now.UnixNano(), f.id, f.idx)
 	if _, err := f.from.WriteToUDPAddrPort(buf, f.dst); err == nil && !now.Before(w0) && now.Before(w1) {
 		f.sent++
 	}
@@ -417,8 +420,8 @@ func (f *flow) receive(w0, w1 int64) {
 		if f.recvPT == media.PCMA.PayloadType() {
 			codec = media.PCMA
 		}
-		sent, idx, ok := readStamp(b[hl:], codec)
-		if !ok || int(idx/64) >= len(f.seen) {
+		sent, stream, idx, ok := stamp.Read(b[hl:], codec)
+		if !ok || stream != f.id || int(idx/64) >= len(f.seen) {
 			f.wrong++
 			continue
 		}
@@ -435,82 +438,6 @@ func (f *flow) receive(w0, w1 int64) {
 			}
 		}
 	}
-}
-
-// The stamp: 16 nibbles of the send time in UnixNano, then 8 of the
-// packet's index, each nibble one of 16 G.711 codes (stampCodes) that
-// transcode exactly: µ-law to A-law and back gives the same code, so a
-// relay that transcodes carries the stamp through. The rest of the
-// payload is the first of them.
-const stampBytes = 24
-
-var (
-	stampCodes [3][16]byte  // [codec][nibble]
-	stampValue [3][256]byte // [codec][code]: the nibble, or 0xFF
-)
-
-func init() {
-	for c := range stampValue {
-		for i := range stampValue[c] {
-			stampValue[c][i] = 0xFF
-		}
-	}
-	n := 0
-	var u, a [1]byte
-	// Loud codes first (µ-law 0x10-0x1F, a segment where A-law has the
-	// same step): their linear values are ones both laws can code, so any
-	// relay's G.711 tables, which agree on them, carry them exactly.
-	for code := 0x10; code < 0x80 && n < 16; code++ {
-		u[0] = byte(code)
-		media.ULawToALaw(a[:], u[:])
-		var back [1]byte
-		media.ALawToULaw(back[:], a[:])
-		if back[0] != u[0] || stampValue[media.PCMA][a[0]] != 0xFF {
-			continue
-		}
-		stampCodes[media.PCMU][n], stampCodes[media.PCMA][n] = u[0], a[0]
-		stampValue[media.PCMU][u[0]], stampValue[media.PCMA][a[0]] = byte(n), byte(n)
-		n++
-	}
-	if n < 16 {
-		panic("fewer than 16 G.711 codes transcode exactly")
-	}
-}
-
-func writeStamp(p []byte, codec media.Codec, sent int64, idx uint32) {
-	codes := &stampCodes[codec]
-	for i := range 16 {
-		p[i] = codes[uint64(sent)>>(60-4*i)&0xF]
-	}
-	for i := range 8 {
-		p[16+i] = codes[idx>>(28-4*i)&0xF]
-	}
-	for i := stampBytes; i < len(p); i++ {
-		p[i] = codes[0]
-	}
-}
-
-func readStamp(p []byte, codec media.Codec) (sent int64, idx uint32, ok bool) {
-	if len(p) < stampBytes {
-		return 0, 0, false
-	}
-	values := &stampValue[codec]
-	var s uint64
-	for i := range 16 {
-		v := values[p[i]]
-		if v > 0xF {
-			return 0, 0, false
-		}
-		s = s<<4 | uint64(v)
-	}
-	for i := range 8 {
-		v := values[p[16+i]]
-		if v > 0xF {
-			return 0, 0, false
-		}
-		idx = idx<<4 | uint32(v)
-	}
-	return int64(s), idx, true
 }
 
 // switchbackClient drives bridgebench relay over its line protocol.

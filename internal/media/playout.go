@@ -63,7 +63,27 @@ type playout struct {
 	bridged bool
 	// next is the deadline of the stream's next slot.
 	next time.Time
+	// talking is set while the stream sends live audio: Enqueued audio
+	// sent within two frames of coming (not audio queued ahead); the
+	// last slot filled sent some, or was left open after some.
+	talking bool
+	// open counts the slots just before next that were left open: they
+	// came with nothing queued while audio was being Enqueued in real
+	// time, nothing was sent in them, and the audio that comes next fills
+	// them, in order, at once (see sendAhead and slot).
+	open int
 }
+
+// openSlots is how many slots in a row may be left open when a live
+// stream's audio stops coming: how late (60 ms, what a caller's jitter
+// buffer commonly absorbs) its next frame may come and still take its
+// place in the stream, sent at once, rather than go a slot later behind
+// silence and delay every frame after it by as much.
+const openSlots = 3
+
+// liveWithin is how soon after it came Enqueued audio is sent when it
+// comes in real time, as a live stream's does.
+const liveWithin = 2 * frameDuration
 
 // itemKind says what an item of the playout queue is.
 type itemKind uint8
@@ -206,12 +226,84 @@ func (s *Session) Enqueue(pcm []int16) error {
 	}
 	if take > 0 {
 		po.appended = time.Now()
+		s.sendAhead(nil, po.appended)
 	}
 	if dropped := len(pcm) - take; dropped > 0 {
 		s.stats.overflow.Add(uint64((dropped + FrameSamples - 1) / FrameSamples))
 		return ErrPlayoutFull
 	}
 	return nil
+}
+
+// senderPool holds the buffers of sends made outside the pacer.
+var senderPool = sync.Pool{New: func() any { return newSender() }}
+
+// sendAhead sends the audio at the head of the queue at once, without
+// waiting for the pacer, into the slots left open after audio (late
+// frames of a stream, each in its place) and then into the next slot if
+// it is due or less than a frame away. A streaming agent's audio, which
+// comes a frame at a time in real time, thus goes out as it comes rather
+// than up to 20 ms later in its slot (or later still, when the pacer's
+// goroutine waits to be scheduled), and a frame that comes a little late,
+// or a few that come at once after a stall, neither leave a gap of
+// silence nor delay the frames after them. Each packet takes its slot's
+// place in the stream, timestamp and all, so the stream is never more than
+// one frame ahead of its clock, and audio queued ahead of real time still
+// goes one frame a slot. Only whole frames of Enqueued audio go this way.
+// Enqueue calls it, and so does the pacer after each slot, for a frame
+// that came while the stream was already a frame ahead. po.mu is held; tx
+// is the caller's buffers, or nil.
+func (s *Session) sendAhead(tx *sender, now time.Time) {
+	po := &s.po
+	if po.bridged || po.closed || !s.started.Load() || !Direction(s.dir.Load()).Sends() || !reachable(s.remote.Load()) {
+		return
+	}
+	for po.n > 0 {
+		it := po.front()
+		if it.kind != queuedAudio || len(it.pcm)-it.off < FrameSamples {
+			return
+		}
+		var deadline time.Time
+		switch d := po.next.Sub(now); {
+		case po.open > 0:
+			deadline = po.next.Add(-time.Duration(po.open) * frameDuration)
+		case d > -resyncLag && d <= frameDuration:
+			// Less than a frame away, or due: the pacer is late, and would
+			// send it as soon as it runs (beyond resyncLag it skips ahead
+			// instead).
+			deadline = po.next
+			if d < -frameDuration {
+				s.stats.sendLate.Add(1)
+			}
+		default:
+			return
+		}
+		ts := s.out.tsAt(deadline)
+		if s.out.sentAny && int32(ts-s.out.end) < 0 {
+			return // a Bridge's last packet still plays in this slot
+		}
+		if tx == nil {
+			tx = senderPool.Get().(*sender)
+			defer senderPool.Put(tx)
+		}
+		if !s.writeAudio(tx, it.pcm[it.off:it.off+FrameSamples], ts) {
+			return
+		}
+		s.out.sentAny, s.out.end = true, ts+FrameSamples
+		po.talking = now.Sub(po.appended) <= liveWithin
+		if po.open > 0 {
+			po.open--
+		} else {
+			po.next = po.next.Add(frameDuration)
+		}
+		it.off += FrameSamples
+		po.queued -= FrameSamples
+		if it.off == len(it.pcm) {
+			blockPool.Put(it.block)
+			po.pop()
+		}
+		po.deliverMarks(s)
+	}
 }
 
 // Mark queues a mark named name after the audio queued so far: name is
@@ -262,6 +354,12 @@ func (s *Session) Clear() {
 
 func (s *Session) clearLocked() {
 	po := &s.po
+	// What comes after a Clear is new audio: it takes no open slot.
+	if po.open > 0 {
+		po.open = 0
+		s.out.silent = true
+	}
+	po.talking = false
 	kept := 0
 	for i := range po.n {
 		it := po.at(i)
@@ -407,17 +505,25 @@ func (s *Session) tick(tx *sender, now time.Time) {
 				// not lost), and start a new talkspurt.
 				deadline = deadline.Add(lag / frameDuration * frameDuration)
 				s.out.silent = true
+				po.open, po.talking = 0, false
 			}
 		}
 		po.next = deadline.Add(frameDuration)
 		s.slot(tx, deadline)
 	}
+	s.sendAhead(tx, now)
 }
 
 // slot fills the 20 ms slot whose audio plays out at deadline: with the
 // next event packet of a digit under way or at the head of the queue,
 // with the next frame queued, or with silence, and delivers the marks
 // whose audio has gone.
+//
+// A slot that comes with nothing queued right after live audio (see
+// talking: not audio queued ahead that has run out) is left open instead,
+// up to openSlots in a row: the next frame, late, fills it at once
+// (sendAhead). Once they are given up, nothing will have been sent in
+// them, and the next packet starts a talkspurt.
 func (s *Session) slot(tx *sender, deadline time.Time) {
 	po := &s.po
 	po.deliverMarks(s)
@@ -427,8 +533,18 @@ func (s *Session) slot(tx *sender, deadline time.Time) {
 		// The last packet a Bridge relayed still plays in this slot.
 		return
 	}
+	it := po.frontOrNil()
+	if it == nil && po.talking && po.open < openSlots {
+		po.open++
+		return
+	}
+	if po.open > 0 {
+		po.open = 0
+		out.silent = true
+	}
+	po.talking = false
 	var sent bool
-	switch it := po.frontOrNil(); {
+	switch {
 	case it != nil && it.kind == digitItem:
 		if it.sent == 0 {
 			it.ts = ts
@@ -445,6 +561,10 @@ func (s *Session) slot(tx *sender, deadline time.Time) {
 			break
 		}
 		sent = s.writeAudio(tx, frame, ts)
+		// Only a live stream leaves slots open when it stops: not audio
+		// queued ahead, nor a Play, which has all its audio from the
+		// start.
+		po.talking = sent && it.kind == queuedAudio && deadline.Sub(po.appended) <= liveWithin
 		if it.off == len(it.pcm) {
 			if it.kind == playAudio {
 				it.done <- nil
@@ -502,6 +622,7 @@ func (s *Session) holdForBridge() {
 	sharedPacer.leave(s)
 	s.po.mu.Lock()
 	s.po.bridged = true
+	s.po.open, s.po.talking = 0, false
 	s.po.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -203,6 +204,181 @@ func enqueuePacingProblems(t *testing.T) []string {
 		problems = append(problems, fmt.Sprintf("Queued %v once sent", q))
 	}
 	return problems
+}
+
+// TestStreamedAudioGoesAsItComes plays audio as a streaming agent sends
+// it, a frame every 20 ms in real time: each frame goes out as it comes,
+// not in the Session's next slot (up to 20 ms later), and the frames make
+// one talkspurt, each in the slot after the one before, with no silence
+// between them. Two frames come late (45 ms: two slots), together: they
+// take their places all the same, at once, and the frames after them go
+// as they come.
+func TestStreamedAudioGoesAsItComes(t *testing.T) {
+	var problems []string
+	for attempt := range 3 {
+		if problems = streamedAudioProblems(t); len(problems) == 0 {
+			return
+		}
+		t.Logf("attempt %d: %v", attempt+1, problems)
+	}
+	t.Errorf("streamed audio: %v", problems)
+}
+
+func streamedAudioProblems(t *testing.T) []string {
+	peer := newRawPeer(t)
+	s := listen(t)
+	if err := s.Start(params(PCMU, peer.addr())); err != nil {
+		t.Fatal(err)
+	}
+	peer.capture(110 * time.Millisecond) // silence; the slots' phase is the Session's own
+	const frames, late = 40, 20
+	pcm := make([][]int16, frames)
+	byPayload := map[string]int{}
+	for i := range pcm {
+		pcm[i] = tone(FrameSamples, 200+20*float64(i), 6000)
+		b := make([]byte, FrameSamples)
+		EncodeULaw(b, pcm[i])
+		byPayload[string(b)] = i
+	}
+	queued := make([]time.Time, frames)
+	done := make(chan struct{})
+	start := time.Now().Add(7 * time.Millisecond)
+	go func() {
+		defer close(done)
+		for i := range frames {
+			at := start.Add(time.Duration(i) * frameDuration)
+			if i == late || i == late+1 {
+				at = start.Add(late*frameDuration + 45*time.Millisecond)
+			}
+			time.Sleep(time.Until(at))
+			queued[i] = time.Now()
+			if err := s.Enqueue(pcm[i]); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	got := peer.readFor(time.Second, 200*time.Millisecond)
+	<-done
+	if len(got) != frames {
+		t.Fatalf("%d packets of audio, want %d", len(got), frames)
+	}
+	var problems []string
+	var delays []time.Duration
+	for k, p := range got {
+		i, ok := byPayload[string(p.Payload)]
+		if !ok || i != k {
+			t.Fatalf("packet %d of audio is frame %d (%v), want %d", k, i, ok, k)
+		}
+		if k > 0 && p.Timestamp-got[k-1].Timestamp != FrameSamples {
+			problems = append(problems, fmt.Sprintf("frame %d %d samples after the one before", k, p.Timestamp-got[k-1].Timestamp))
+		}
+		if k > 0 && p.SequenceNumber != got[k-1].SequenceNumber+1 {
+			problems = append(problems, fmt.Sprintf("frame %d: packets between it and the one before", k))
+		}
+		delays = append(delays, p.at.Sub(queued[i]))
+	}
+	if got[late].at.Sub(queued[late]) > 10*time.Millisecond || got[late+1].at.Sub(queued[late+1]) > 10*time.Millisecond {
+		problems = append(problems, fmt.Sprintf("the late frames went %v and %v after they came",
+			got[late].at.Sub(queued[late]), got[late+1].at.Sub(queued[late+1])))
+	}
+	slices.Sort(delays)
+	// In its slot, a frame would wait 10 ms on average (up to 20).
+	if med := delays[len(delays)/2]; med > 4*time.Millisecond {
+		problems = append(problems, fmt.Sprintf("frames went a median %v after they came", med))
+	}
+	// One stream: a marker on its first packet, and on the first after the
+	// audio, if it came: the slots left open after the last frame were
+	// given up, nothing sent in them.
+	want := []int{0}
+	for i, p := range peer.log {
+		if i > 0 && p.silent() && !peer.log[i-1].silent() {
+			want = append(want, i)
+			// How many depends on when the last frame came in its slot.
+			if d := p.Timestamp - peer.log[i-1].Timestamp; d < 3*FrameSamples || d > (openSlots+1)*FrameSamples {
+				problems = append(problems, fmt.Sprintf("silence %d samples after the last frame, want 2 to %d slots left open", d, openSlots))
+			}
+		}
+	}
+	checkMarkers(t, s, peer.log, want...)
+	return problems
+}
+
+// TestLateFrameAfterClearStartsAfresh: a frame that comes late after a
+// live stream fills the slot left open for it, in its place; after a
+// Clear (barge-in) what comes is new audio, which takes no open slot:
+// it starts a talkspurt of its own.
+func TestLateFrameAfterClearStartsAfresh(t *testing.T) {
+	for _, clear := range []bool{false, true} {
+		t.Run(fmt.Sprint("clear=", clear), func(t *testing.T) {
+			peer := newRawPeer(t)
+			s := listen(t)
+			if err := s.Start(params(PCMU, peer.addr())); err != nil {
+				t.Fatal(err)
+			}
+			peer.capture(70 * time.Millisecond)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := range 6 {
+					if i == 5 {
+						time.Sleep(30 * time.Millisecond) // a slot late
+						if clear {
+							s.Clear()
+						}
+					}
+					if err := s.Enqueue(tone(FrameSamples, 400, 6000)); err != nil {
+						t.Error(err)
+					}
+					time.Sleep(frameDuration)
+				}
+			}()
+			got := peer.readFor(time.Second, 150*time.Millisecond)
+			<-done
+			if len(got) != 6 {
+				t.Fatalf("%d packets of audio, want 6", len(got))
+			}
+			last, prev := got[5], got[4]
+			if filled := last.Timestamp-prev.Timestamp == FrameSamples && !last.Marker; filled == clear {
+				t.Errorf("the last frame %d samples after the one before, marker %v", last.Timestamp-prev.Timestamp, last.Marker)
+			}
+		})
+	}
+}
+
+// TestStreamNeverRunsAhead: audio queued ahead of real time goes one frame
+// a slot, whether it comes at once or a frame at a time faster than real
+// time; the first frame may go at once, no more than one frame ahead of
+// the stream's clock.
+func TestStreamNeverRunsAhead(t *testing.T) {
+	peer := newRawPeer(t)
+	s := listen(t)
+	if err := s.Start(params(PCMU, peer.addr())); err != nil {
+		t.Fatal(err)
+	}
+	peer.capture(70 * time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 { // 400 ms of audio in 40 ms
+			if err := s.Enqueue(tone(FrameSamples, 300, 6000)); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	got := peer.readFor(time.Second, 100*time.Millisecond)
+	<-done
+	if len(got) != 20 {
+		t.Fatalf("%d packets of audio, want 20", len(got))
+	}
+	if span := got[19].at.Sub(got[0].at); span < 360*time.Millisecond {
+		t.Errorf("20 frames sent over %v, want 380 ms", span)
+	}
+	for k := 1; k < len(got); k++ {
+		if d := got[k].Timestamp - got[k-1].Timestamp; d != FrameSamples {
+			t.Errorf("frame %d %d samples after the one before", k, d)
+		}
+	}
 }
 
 // TestEnqueueOverflow fills a queue that is not drained (the Session is

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	ws "github.com/coder/websocket"
 
@@ -34,6 +35,11 @@ type Options struct {
 	URL string
 	// Log receives one line per stream; nil discards.
 	Log *slog.Logger
+	// OnEcho, when set, is called after each frame is echoed, with its
+	// payload as it came (base64 µ-law), when its message had been read
+	// and when the echo had been written: the agent's own time, which the
+	// streaming benchmark takes off the round trip it measures.
+	OnEcho func(payload string, read, written time.Time)
 }
 
 // Handler is the echo agent: an http.Handler that takes WebSocket
@@ -97,6 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+		read := time.Now()
 		var m message
 		if json.Unmarshal(b, &m) != nil {
 			continue
@@ -123,6 +130,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			h.Echoed.Add(1)
+			if h.opts.OnEcho != nil {
+				h.opts.OnEcho(m.Media.Payload, read, time.Now())
+			}
 		case "dtmf":
 			if m.DTMF == nil || m.DTMF.Track != "inbound_track" || handedBack {
 				continue

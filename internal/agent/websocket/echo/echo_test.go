@@ -93,6 +93,50 @@ func TestWire(t *testing.T) {
 	}
 }
 
+// TestOnEcho: the hook hears of each frame echoed, with its payload and
+// the agent's own time, and of nothing else.
+func TestOnEcho(t *testing.T) {
+	type echoed struct {
+		payload       string
+		read, written time.Time
+	}
+	got := make(chan echoed, 4)
+	srv := httptest.NewServer(New(Options{OnEcho: func(p string, read, written time.Time) { got <- echoed{p, read, written} }}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	before := time.Now()
+	for _, m := range []string{
+		`{"event":"start","sequenceNumber":"1","start":{"streamSid":"MZ1"},"streamSid":"MZ1"}`,
+		`{"event":"media","media":{"track":"outbound","payload":"AAAA"},"streamSid":"MZ1"}`,
+		`{"event":"media","media":{"track":"inbound","payload":"f39/"},"streamSid":"MZ1"}`,
+	} {
+		if err := c.Write(ctx, ws.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if e.payload != "f39/" || e.read.Before(before) || e.written.Before(e.read) {
+			t.Errorf("echoed %q, read %v after the start, written %v after the read", e.payload, e.read.Sub(before), e.written.Sub(e.read))
+		}
+	case <-ctx.Done():
+		t.Fatal("OnEcho was not called")
+	}
+	c.Close(ws.StatusNormalClosure, "")
+	if len(got) != 0 {
+		t.Errorf("OnEcho called %d more times", len(got))
+	}
+}
+
 // TestSignature: with an auth token, the agent takes only handshakes
 // Switchback signed.
 func TestSignature(t *testing.T) {
