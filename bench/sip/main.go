@@ -18,9 +18,10 @@
 //	    from the agent, and prints one JSON line
 //	sipbench report RESULTS.jsonl
 //	    prints the markdown tables and the targets' verdicts
-//	sipbench serve  -config FILE -pprof ADDR
-//	    switchback serve on SQLite, wired the same way, with Go's profiler
-//	    (not used by bench/sip.sh: for finding where the time goes)
+//	sipbench serve  -config FILE -pprof ADDR [-call-limit=false]
+//	    switchback serve, wired the same way, with Go's profiler, and
+//	    optionally without the tenants' call limit (bench/fleet.sh runs it
+//	    both ways; otherwise for finding where the time goes)
 package main
 
 import (
