@@ -16,20 +16,22 @@
 # machine's cores, the same way for every server.
 #
 # It then runs the SIP benchmark (bench/sip.sh), the benchmark of bridged
-# calls (bench/bridge.sh) and the benchmark of unauthenticated SIP traffic
-# (bench/flood.sh), with their results in $BENCH_OUT/sip, $BENCH_OUT/bridge
-# and $BENCH_OUT/flood; their headers list their own settings.
+# calls (bench/bridge.sh), the benchmark of unauthenticated SIP traffic
+# (bench/flood.sh) and the benchmark of several nodes behind Kamailio's
+# dispatcher (bench/fleet.sh), with their results in $BENCH_OUT/sip,
+# $BENCH_OUT/bridge, $BENCH_OUT/flood and $BENCH_OUT/fleet; their headers
+# list their own settings.
 #
 # Every server it starts takes free ports of its own (API and SIP on port
 # 0, an RTP range apart), so the SQLite and PostgreSQL servers run side by
 # side, and beside whatever else runs on the machine.
 #
-# BENCH_SHORT=1 runs all three benchmarks for a few seconds at a tiny
-# load, to show that they run end to end (bench/short_test.go does, in
-# make test); its figures mean nothing. The three then run at once, each
-# on its own ports, with the SIP and bridge benchmarks' output in
-# $BENCH_OUT/sip.log and $BENCH_OUT/bridge.log. The settings below still
-# apply.
+# BENCH_SHORT=1 runs the API, SIP, bridge and fleet benchmarks for a few
+# seconds at a tiny load, to show that they run end to end
+# (bench/short_test.go does, in make test); its figures mean nothing. They
+# then run at once, each on its own ports, with the SIP, bridge and fleet
+# benchmarks' output in $BENCH_OUT/sip.log, $BENCH_OUT/bridge.log and
+# $BENCH_OUT/fleet.log. The settings below still apply.
 #
 #   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
@@ -183,7 +185,7 @@ load() {
 
 start=$(date +%s)
 if [[ $short == 1 ]]; then
-	for b in sip bridge; do
+	for b in sip bridge fleet; do
 		BENCH_OUT=$out/$b bash "bench/$b.sh" >"$out/$b.log" 2>&1 &
 		bench_jobs[$b]=$!
 	done
@@ -274,7 +276,7 @@ status=0
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
 if [[ $short == 1 ]]; then
-	for b in sip bridge; do
+	for b in sip bridge fleet; do
 		s=0
 		wait "${bench_jobs[$b]}" || s=$?
 		unset "bench_jobs[$b]"
@@ -289,5 +291,6 @@ else
 	BENCH_OUT=$out/sip bash bench/sip.sh || status=$?
 	BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
 	BENCH_OUT=$out/flood bash bench/flood.sh || status=$?
+	BENCH_OUT=$out/fleet bash bench/fleet.sh || status=$?
 fi
 exit "$status"

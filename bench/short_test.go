@@ -18,11 +18,11 @@ import (
 )
 
 // TestBenchmarksRunInShortMode runs `make bench` (bench/run.sh, which runs
-// bench/sip.sh and bench/bridge.sh after the API benchmark) in its short
-// mode: every benchmark, against every server and relay, for a few seconds
-// at a tiny load. It fails when any of them does not run end to end or
-// measures nothing, so that the benchmarks cannot break unnoticed between
-// two full runs. The figures of a short run mean nothing and are not
+// bench/sip.sh, bench/bridge.sh and bench/fleet.sh beside the API
+// benchmark) in its short mode: every benchmark, against every server and
+// relay, for a few seconds at a tiny load. It fails when any of them does
+// not run end to end or measures nothing, so that the benchmarks cannot
+// break unnoticed between two full runs. The figures of a short run mean nothing and are not
 // judged. It needs what the benchmarks need (SIPp, Kamailio, rtpengine,
 // PostgreSQL: scripts/deps.sh installs them) and takes about a minute;
 // -short skips it.
@@ -99,6 +99,11 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	for _, l := range read("bridge/results.jsonl") {
 		ran["bridge "+l.Relay+" "+l.Codecs] = l.Received > 0
 	}
+	for _, l := range read("fleet/results.jsonl") {
+		if l.Kind == "step" {
+			ran["fleet step "+l.Server] = l.OK > 0
+		}
+	}
 	var want []string
 	for _, st := range []string{"ceiling ceiling", "sqlite create", "sqlite get", "postgres create", "postgres get"} {
 		want = append(want, "api "+st+" sat", "api "+st+" rate")
@@ -106,6 +111,9 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	want = append(want, "sip step kamailio", "sip step switchback", "sip media")
 	for _, relay := range []string{"rtpengine", "switchback"} {
 		want = append(want, "bridge "+relay+" PCMU/PCMU", "bridge "+relay+" PCMU/PCMA")
+	}
+	for _, server := range []string{"ceiling", "one-node", "two-nodes", "slots-none", "slots-100"} {
+		want = append(want, "fleet step "+server)
 	}
 	for _, w := range want {
 		measured, found := ran[w]
@@ -116,7 +124,7 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 			t.Errorf("%s: ran but measured nothing", w)
 		}
 	}
-	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md"} {
+	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md", "fleet/report.md"} {
 		if b, err := os.ReadFile(filepath.Join(out, report)); err != nil || len(b) == 0 {
 			t.Errorf("%s: %v, %d bytes", report, err, len(b))
 		}
