@@ -62,6 +62,12 @@ type StepResult struct {
 	FirstError  string         `json:"first_error,omitempty"`
 	// Parts splits the server's CPU by -part: each part's share.
 	Parts []PartUsage `json:"parts,omitempty"`
+	// The share of the step's time in which every task of the machine
+	// waited for the disk, and some task for a CPU (Linux's pressure
+	// stall information, in percent): a step a stalled disk or a busy
+	// machine slowed.
+	IOFullStallPct  float64 `json:"io_full_stall_pct"`
+	CPUSomeStallPct float64 `json:"cpu_some_stall_pct"`
 }
 
 // PartUsage is the CPU of one part of the server during a step: a
@@ -182,6 +188,8 @@ func runStep(args []string) error {
 	rcv0, _ := procstat.UDPErrors()
 	sd0, cd0 := procstat.SocketDrops(sport), procstat.SocketDrops(port)
 	procs0 := procstat.Processes()
+	_, io0, _ := procstat.Pressure("io")
+	cpu0, _, _ := procstat.Pressure("cpu")
 	smp := procstat.Start(procstat.Reader{Server: serverPids, Memory: true}, 250*time.Millisecond)
 	if err := cmd.Start(); err != nil {
 		smp.Finish()
@@ -207,6 +215,8 @@ func runStep(args []string) error {
 	rcv1, _ := procstat.UDPErrors()
 	sd1 := procstat.SocketDrops(sport)
 	procs1 := procstat.Processes()
+	_, io1, _ := procstat.Pressure("io")
+	cpu1, _, _ := procstat.Pressure("cpu")
 	// SIPp's CPU, from its exit status: it is gone by the last sample.
 	last := &samples[len(samples)-1]
 	last.Client = int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * procstat.TicksPerSecond)
@@ -214,6 +224,10 @@ func runStep(args []string) error {
 	r := StepResult{Kind: "step", Server: *server, Round: *roundN, Rate: *rate, Calls: calls, Dir: *dir,
 		UDPRcvbufErrs: rcv1 - rcv0, ServerDrops: sd1 - sd0, SippDrops: max(cd1-cd0, 0)}
 	r.Usage = procstat.UsageBetween(samples[0], samples[len(samples)-1], samples)
+	if us := float64(samples[len(samples)-1].At.Sub(samples[0].At).Microseconds()); us > 0 {
+		r.IOFullStallPct = round(100*float64(io1-io0)/us, 1)
+		r.CPUSomeStallPct = round(100*float64(cpu1-cpu0)/us, 1)
+	}
 	r.MemBaseMB = round(float64(samples[0].ServerPSSKB)/1024, 1)
 	skip := map[int]bool{cmd.Process.Pid: true, os.Getpid(): true}
 	for _, p := range procstat.Tree(serverPids) {
@@ -253,9 +267,9 @@ func runStep(args []string) error {
 	if !r.Sustained {
 		verdict = "NOT sustained"
 	}
-	logf("%-10s %5d cps: %d/%d ok, %d failed, %d retrans, %.0f cps achieved, INVITE->200 p50 %.0f p99 %.0f max %.0f ms, server CPU %.0f%% (%.0f us/call), mem %.0f MB, drops server %d sipp %d, other CPU %.0f%% (steal %.0f%%; %s): %s",
+	logf("%-10s %5d cps: %d/%d ok, %d failed, %d retrans, %.0f cps achieved, INVITE->200 p50 %.0f p99 %.0f max %.0f ms, server CPU %.0f%% (%.0f us/call), mem %.0f MB, drops server %d sipp %d, other CPU %.0f%% (steal %.0f%%; %s), stalled on IO %.0f%%: %s",
 		*server, *rate, r.OK, calls, r.Failed, r.Retrans, r.Achieved, r.P50ms, r.P99ms, r.Maxms,
-		r.Usage.ServerPct, r.CPUPerCallUs, r.Usage.MemMaxMB, r.ServerDrops, r.SippDrops, r.Usage.OtherPct, r.Usage.StealPct, r.OtherTop, verdict)
+		r.Usage.ServerPct, r.CPUPerCallUs, r.Usage.MemMaxMB, r.ServerDrops, r.SippDrops, r.Usage.OtherPct, r.Usage.StealPct, r.OtherTop, r.IOFullStallPct, verdict)
 	for _, p := range r.Parts {
 		logf("  %s: CPU %.0f%% (%.0f us/call)", p.Name, p.CPUPct, p.CPUPerCallUs)
 	}
