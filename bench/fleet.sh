@@ -96,16 +96,16 @@ die() { log "$*"; exit 1; }
 # terminate PID...: stops processes this script started. A node drains on
 # SIGTERM, letting its calls end; a second one ends them at once.
 terminate() {
-	local p alive
+	local p running
 	for p in "$@"; do
 		kill -TERM "$p" 2>/dev/null || true
 	done
 	for _ in $(seq 20); do
-		alive=0
+		running=0
 		for p in "$@"; do
-			kill -0 "$p" 2>/dev/null && alive=1
+			kill -0 "$p" 2>/dev/null && running=1
 		done
-		((alive)) || break
+		((running)) || break
 		sleep 0.1
 	done
 	for p in "$@"; do
@@ -180,7 +180,10 @@ new_db() {
 # write_config FILE DSN NODE_ID IP RTP_MIN MAX_CALLS: a node on IP (its
 # API and SIP on free ports), RTP on 1000 ports from RTP_MIN, tenant bench
 # as in bench/sip.sh: any address of loopback, transfers that outlive the
-# run, its menu handing every call back at once by BYE.
+# run, its menu handing every call back at once by BYE. The node's lease
+# lasts 60 s without a renewal instead of 15: on a shared machine the disk
+# has stalled PostgreSQL's commits for over 10 s, which fences a node (it
+# exits) and would end the run (docs/benchmarks.md, "Several nodes").
 write_config() {
 	cat >"$1" <<EOF
 api:
@@ -188,7 +191,7 @@ api:
 store:
   driver: postgres
   dsn: "$2"
-node: {id: $3}
+node: {id: $3, ttl: 60s}
 sip:
   listen: $4:0
   externalAddress: $4
@@ -346,6 +349,17 @@ csv_for() {
 	{ echo SEQUENTIAL; cat "$work/$1.ids"; } >"$work/$1.csv"
 }
 
+# alive NAME: fails the run unless every process of NAME's server runs.
+declare -A procs
+alive() {
+	local p
+	for p in ${procs[$1]}; do
+		kill -0 "$p" 2>/dev/null && continue
+		tail -n 5 "$out"/*.log >&2
+		die "$1: process $p has exited (the logs in $out say why)"
+	done
+}
+
 # run_server_step NAME ROUND RATE: seeds and runs one step of a server
 # of part 1 or 2, unless it failed a lower rate this round.
 declare -A scenario seeders partargs
@@ -356,6 +370,7 @@ run_server_step() {
 		return
 	fi
 	calls=$((r * duration))
+	alive "$name"
 	if [[ -n ${seeders[$name]:-} ]]; then
 		# shellcheck disable=SC2086 # a list of nodes
 		seed "$name" "$calls" ${seeders[$name]}
@@ -422,6 +437,9 @@ if [[ " $parts " == *" dispatcher "* ]]; then
 	partargs[two-nodes]="-part kamailio=${pid[two-nodes]} -part node-a=${pid[node-a]} -part node-b=${pid[node-b]} ${pg_part[*]}"
 	partargs[one-node]="-part kamailio=${pid[one-node]} -part node=${pid[solo]} ${pg_part[*]}"
 	partargs[ceiling]="-part kamailio=${pid[ceiling]} -part sipp-uas=$uas_pid"
+	procs[two-nodes]="${pid[two-nodes]} ${pid[node-a]} ${pid[node-b]}"
+	procs[one-node]="${pid[one-node]} ${pid[solo]}"
+	procs[ceiling]="${pid[ceiling]} $uas_pid"
 	# The first probes (every 2 s) have found the nodes up.
 	sleep 2.5
 	for s in two-nodes one-node ceiling; do warm "$s"; done
@@ -464,6 +482,7 @@ if [[ " $parts " == *" slots "* ]]; then
 		pg_part=()
 		[[ -n $pg_pid ]] && pg_part=(-part "postgres=$pg_pid")
 		partargs[$name]="-part node=${pid[$name]} ${pg_part[*]}"
+		procs[$name]=${pid[$name]}
 		names+=("$name")
 		i=$((i + 1))
 	done

@@ -306,7 +306,7 @@ func (run *fleetRun) only(keep func(server string) bool) []StepResult {
 
 // stepTable prints one row a step.
 func (run *fleetRun) stepTable(w io.Writer, steps []StepResult) {
-	fmt.Fprintln(w, "| round | cps offered | server | complete | failed | retrans | 200s a second | INVITE→200 p50 / p99 / max ms | CPU, % of a core: all (by part) | CPU µs a call: all (by part) | SIPp CPU | other CPU | calls by node | sustained |")
+	fmt.Fprintln(w, "| round | cps offered | server | complete | failed | retrans | 200s a second | INVITE→200 p50 / p99 / max ms | CPU, % of a core: all (by part) | CPU µs a call: all (by part) | SIPp CPU | other CPU / all tasks stalled on IO | calls by node | sustained |")
 	fmt.Fprintln(w, "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, s := range steps {
 		var pct, per []string
@@ -318,13 +318,13 @@ func (run *fleetRun) stepTable(w io.Writer, steps []StepResult) {
 		for _, sp := range run.spread[stepKey{s.Server, s.Round, s.Rate}] {
 			spread = append(spread, fmt.Sprintf("%s %d", sp.Node, sp.Calls))
 		}
-		fmt.Fprintf(w, "| %d | %d | %s | %d | %d | %d | %.0f | %s / %s / %s | %.0f%% (%s) | %.0f (%s) | %.0f%% | %.0f%% | %s | %s |\n",
+		fmt.Fprintf(w, "| %d | %d | %s | %d | %d | %d | %.0f | %s / %s / %s | %.0f%% (%s) | %.0f (%s) | %.0f%% | %.0f%% / %.0f%% | %s | %s |\n",
 			s.Round, s.Rate, s.Server, s.OK, s.Failed, s.Retrans, s.Achieved, msq(s.P50ms), msq(s.P99ms), msq(s.Maxms),
 			s.Usage.ServerPct, strings.Join(pct, ", "), s.CPUPerCallUs, strings.Join(per, ", "),
-			s.Usage.ClientPct, s.Usage.OtherPct, orDash(strings.Join(spread, ", ")), yes(s.Sustained))
+			s.Usage.ClientPct, s.Usage.OtherPct, s.IOFullStallPct, orDash(strings.Join(spread, ", ")), yes(s.Sustained))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU is in percent of one core (the machine has two). INVITE→200 is SIPp's response time in whole milliseconds (\"<1\": under one). Calls by node are the hand-backs each node counted during the step.")
+	fmt.Fprintln(w, "CPU is in percent of one core (the machine has two). INVITE→200 is SIPp's response time in whole milliseconds (\"<1\": under one). \"Stalled on IO\" is the share of the step in which every task of the machine waited for the disk (Linux's pressure stall information): PostgreSQL's commits wait for it. Calls by node are the hand-backs each node counted during the step.")
 	fmt.Fprintln(w)
 	for _, s := range steps {
 		if s.Usage.OtherPct >= 10 {
