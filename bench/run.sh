@@ -16,21 +16,24 @@
 # machine's cores, the same way for every server.
 #
 # It then runs the SIP benchmark (bench/sip.sh), the benchmark of bridged
-# calls (bench/bridge.sh), the benchmark of streamed calls (bench/stream.sh)
-# and the benchmark of unauthenticated SIP traffic (bench/flood.sh), with
-# their results in $BENCH_OUT/sip, $BENCH_OUT/bridge, $BENCH_OUT/stream and
-# $BENCH_OUT/flood; their headers list their own settings.
+# calls (bench/bridge.sh), the benchmark of streamed calls (bench/stream.sh),
+# the benchmark of unauthenticated SIP traffic (bench/flood.sh) and the
+# benchmark of several nodes behind Kamailio's dispatcher (bench/fleet.sh),
+# with their results in $BENCH_OUT/sip, $BENCH_OUT/bridge, $BENCH_OUT/stream,
+# $BENCH_OUT/flood and $BENCH_OUT/fleet; their headers list their own
+# settings.
 #
 # Every server it starts takes free ports of its own (API and SIP on port
 # 0, an RTP range apart), so the SQLite and PostgreSQL servers run side by
 # side, and beside whatever else runs on the machine.
 #
-# BENCH_SHORT=1 runs the API, SIP, bridge and streaming benchmarks for a
-# few seconds at a tiny load, to show that they run end to end
+# BENCH_SHORT=1 runs the API, SIP, bridge, streaming and fleet benchmarks
+# for a few seconds at a tiny load, to show that they run end to end
 # (bench/short_test.go does, in make test); its figures mean nothing. They
-# then run at once, each on its own ports, with the SIP, bridge and
-# streaming benchmarks' output in $BENCH_OUT/sip.log, $BENCH_OUT/bridge.log
-# and $BENCH_OUT/stream.log. The settings below still apply.
+# then run at once, each on its own ports, with the SIP, bridge, streaming
+# and fleet benchmarks' output in $BENCH_OUT/sip.log, $BENCH_OUT/bridge.log,
+# $BENCH_OUT/stream.log and $BENCH_OUT/fleet.log. The settings below still
+# apply.
 #
 #   BENCH_ROUNDS        saturation rounds (default 5)
 #   BENCH_SAT_DURATION  measured time of a saturation run (default 3s)
@@ -184,7 +187,7 @@ load() {
 
 start=$(date +%s)
 if [[ $short == 1 ]]; then
-	for b in sip bridge stream; do
+	for b in sip bridge stream fleet; do
 		BENCH_OUT=$out/$b bash "bench/$b.sh" >"$out/$b.log" 2>&1 &
 		bench_jobs[$b]=$!
 	done
@@ -275,7 +278,7 @@ status=0
 cat "$out/report.md"
 log "took $(($(date +%s) - start))s; results in $out (results.jsonl, report.md, machine.md)"
 if [[ $short == 1 ]]; then
-	for b in sip bridge stream; do
+	for b in sip bridge stream fleet; do
 		s=0
 		wait "${bench_jobs[$b]}" || s=$?
 		unset "bench_jobs[$b]"
@@ -291,5 +294,6 @@ else
 	BENCH_OUT=$out/bridge bash bench/bridge.sh || status=$?
 	BENCH_OUT=$out/stream bash bench/stream.sh || status=$?
 	BENCH_OUT=$out/flood bash bench/flood.sh || status=$?
+	BENCH_OUT=$out/fleet bash bench/fleet.sh || status=$?
 fi
 exit "$status"

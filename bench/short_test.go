@@ -18,12 +18,12 @@ import (
 )
 
 // TestBenchmarksRunInShortMode runs `make bench` (bench/run.sh, which runs
-// bench/sip.sh, bench/bridge.sh and bench/stream.sh beside the API
-// benchmark) in its short mode: every benchmark, against every server,
-// relay and mode, for a few seconds at a tiny load. It fails when any of them does not run end to end or
-// measures nothing, so that the benchmarks cannot break unnoticed between
-// two full runs. The figures of a short run mean nothing and are not
-// judged. It needs what the benchmarks need (SIPp, Kamailio, rtpengine,
+// bench/sip.sh, bench/bridge.sh, bench/stream.sh and bench/fleet.sh
+// beside the API benchmark) in its short mode: every benchmark, against
+// every server, relay and mode, for a few seconds at a tiny load. It fails
+// when any of them does not run end to end or measures nothing, so that
+// the benchmarks cannot break unnoticed between two full runs. The figures
+// of a short run mean nothing and are not judged. It needs what the benchmarks need (SIPp, Kamailio, rtpengine,
 // PostgreSQL: scripts/deps.sh installs them) and takes about a minute;
 // -short skips it.
 func TestBenchmarksRunInShortMode(t *testing.T) {
@@ -102,6 +102,11 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 	for _, l := range read("stream/results.jsonl") {
 		ran["stream "+l.Mode] = l.Echoed > 0
 	}
+	for _, l := range read("fleet/results.jsonl") {
+		if l.Kind == "step" {
+			ran["fleet step "+l.Server] = l.OK > 0
+		}
+	}
 	var want []string
 	for _, st := range []string{"ceiling ceiling", "sqlite create", "sqlite get", "postgres create", "postgres get"} {
 		want = append(want, "api "+st+" sat", "api "+st+" rate")
@@ -111,6 +116,9 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 		want = append(want, "bridge "+relay+" PCMU/PCMU", "bridge "+relay+" PCMU/PCMA")
 	}
 	want = append(want, "stream stream", "stream bridge")
+	for _, server := range []string{"ceiling", "one-node", "two-nodes", "slots-none", "slots-100"} {
+		want = append(want, "fleet step "+server)
+	}
 	for _, w := range want {
 		measured, found := ran[w]
 		switch {
@@ -120,7 +128,7 @@ func TestBenchmarksRunInShortMode(t *testing.T) {
 			t.Errorf("%s: ran but measured nothing", w)
 		}
 	}
-	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md", "stream/report.md"} {
+	for _, report := range []string{"report.md", "sip/report.md", "bridge/report.md", "stream/report.md", "fleet/report.md"} {
 		if b, err := os.ReadFile(filepath.Join(out, report)); err != nil || len(b) == 0 {
 			t.Errorf("%s: %v, %d bytes", report, err, len(b))
 		}

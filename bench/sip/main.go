@@ -18,9 +18,13 @@
 //	    from the agent, and prints one JSON line
 //	sipbench report RESULTS.jsonl
 //	    prints the markdown tables and the targets' verdicts
-//	sipbench serve  -config FILE -pprof ADDR
-//	    switchback serve on SQLite, wired the same way, with Go's profiler
-//	    (not used by bench/sip.sh: for finding where the time goes)
+//	sipbench fleet-report RESULTS.jsonl
+//	    the same for bench/fleet.sh: the runs through Kamailio's dispatcher
+//	    (two nodes, one node, the ceiling) and by call limit, with ratios
+//	sipbench serve  -config FILE -pprof ADDR [-call-limit=false]
+//	    switchback serve, wired the same way, with Go's profiler, and
+//	    optionally without the tenants' call limit (bench/fleet.sh runs it
+//	    both ways; otherwise for finding where the time goes)
 package main
 
 import (
@@ -46,7 +50,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sipbench seed|wav|step|media|report|serve [flags]")
+		fmt.Fprintln(os.Stderr, "usage: sipbench seed|wav|step|media|report|fleet-report|serve [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -62,10 +66,12 @@ func main() {
 		err = runMedia(args)
 	case "report":
 		err = runReport(args, os.Stdout)
+	case "fleet-report":
+		err = runFleetReport(args, os.Stdout)
 	case "serve":
 		err = runServe(args)
 	default:
-		err = fmt.Errorf("unknown command %q: want seed, wav, step, media, report or serve", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want seed, wav, step, media, report, fleet-report or serve", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench "+os.Args[1]+":", err)

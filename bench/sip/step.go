@@ -60,6 +60,63 @@ type StepResult struct {
 	Usage       procstat.Usage `json:"usage"`
 	Dir         string         `json:"dir"`
 	FirstError  string         `json:"first_error,omitempty"`
+	// Parts splits the server's CPU by -part: each part's share.
+	Parts []PartUsage `json:"parts,omitempty"`
+	// The share of the step's time in which every task of the machine
+	// waited for the disk, and some task for a CPU (Linux's pressure
+	// stall information, in percent): a step a stalled disk or a busy
+	// machine slowed.
+	IOFullStallPct  float64 `json:"io_full_stall_pct"`
+	CPUSomeStallPct float64 `json:"cpu_some_stall_pct"`
+}
+
+// PartUsage is the CPU of one part of the server during a step: a
+// process (with its descendants) or a few, such as a proxy, the nodes
+// behind it, or their database.
+type PartUsage struct {
+	Name         string  `json:"name"`
+	CPUPct       float64 `json:"cpu_pct"` // of one core
+	CPUPerCallUs float64 `json:"cpu_us_per_call"`
+}
+
+// parts is the -part flag, repeated: NAME=PID[,PID...].
+type parts []struct {
+	name string
+	pids []int
+}
+
+func (p *parts) String() string { return fmt.Sprint(len(*p), " parts") }
+
+func (p *parts) Set(v string) error {
+	name, list, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q: want NAME=PID[,PID...]", v)
+	}
+	pids, err := procstat.ParsePIDs(list)
+	if err != nil {
+		return err
+	}
+	if len(pids) == 0 {
+		return fmt.Errorf("%q: no pid", v)
+	}
+	*p = append(*p, struct {
+		name string
+		pids []int
+	}{name, pids})
+	return nil
+}
+
+// partTicks is the CPU time, from a to b, of the processes of b.Server
+// that are roots or descend from one, procs being the machine's processes
+// at b.
+func partTicks(a, b procstat.Sample, procs map[int]procstat.Proc, roots []int) int64 {
+	var t int64
+	for _, pid := range procstat.Descendants(procs, roots) {
+		if n, ok := b.Server[pid]; ok {
+			t += n - a.Server[pid]
+		}
+	}
+	return t
 }
 
 func runStep(args []string) error {
@@ -73,6 +130,8 @@ func runStep(args []string) error {
 	scenario := fs.String("scenario", "", "SIPp scenario XML")
 	dest := fs.String("dest", "", "the server's SIP address, host:port (UDP)")
 	pids := fs.String("pids", "", "the server's pids, comma-separated (their descendants count too)")
+	var split parts
+	fs.Var(&split, "part", "NAME=PID[,PID...]: a part of the server whose CPU is reported on its own (repeatable; its pids count as the server's too)")
 	dir := fs.String("dir", "", "directory for SIPp's files (made if missing)")
 	sippBin := fs.String("sipp", "sipp", "the SIPp binary")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +143,9 @@ func runStep(args []string) error {
 	serverPids, err := procstat.ParsePIDs(*pids)
 	if err != nil {
 		return err
+	}
+	for _, p := range split {
+		serverPids = append(serverPids, p.pids...)
 	}
 	calls := int(float64(*rate) * dur.Seconds())
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
@@ -126,6 +188,8 @@ func runStep(args []string) error {
 	rcv0, _ := procstat.UDPErrors()
 	sd0, cd0 := procstat.SocketDrops(sport), procstat.SocketDrops(port)
 	procs0 := procstat.Processes()
+	_, io0, _ := procstat.Pressure("io")
+	cpu0, _, _ := procstat.Pressure("cpu")
 	smp := procstat.Start(procstat.Reader{Server: serverPids, Memory: true}, 250*time.Millisecond)
 	if err := cmd.Start(); err != nil {
 		smp.Finish()
@@ -151,6 +215,8 @@ func runStep(args []string) error {
 	rcv1, _ := procstat.UDPErrors()
 	sd1 := procstat.SocketDrops(sport)
 	procs1 := procstat.Processes()
+	_, io1, _ := procstat.Pressure("io")
+	cpu1, _, _ := procstat.Pressure("cpu")
 	// SIPp's CPU, from its exit status: it is gone by the last sample.
 	last := &samples[len(samples)-1]
 	last.Client = int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * procstat.TicksPerSecond)
@@ -158,6 +224,10 @@ func runStep(args []string) error {
 	r := StepResult{Kind: "step", Server: *server, Round: *roundN, Rate: *rate, Calls: calls, Dir: *dir,
 		UDPRcvbufErrs: rcv1 - rcv0, ServerDrops: sd1 - sd0, SippDrops: max(cd1-cd0, 0)}
 	r.Usage = procstat.UsageBetween(samples[0], samples[len(samples)-1], samples)
+	if us := float64(samples[len(samples)-1].At.Sub(samples[0].At).Microseconds()); us > 0 {
+		r.IOFullStallPct = round(100*float64(io1-io0)/us, 1)
+		r.CPUSomeStallPct = round(100*float64(cpu1-cpu0)/us, 1)
+	}
 	r.MemBaseMB = round(float64(samples[0].ServerPSSKB)/1024, 1)
 	skip := map[int]bool{cmd.Process.Pid: true, os.Getpid(): true}
 	for _, p := range procstat.Tree(serverPids) {
@@ -174,6 +244,19 @@ func runStep(args []string) error {
 	if r.OK > 0 {
 		r.CPUPerCallUs = round(r.Usage.ServerCPU*1e6/float64(r.OK), 1)
 	}
+	first, lastSample := samples[0], samples[len(samples)-1]
+	for _, p := range split {
+		secs := lastSample.At.Sub(first.At).Seconds()
+		ticks := partTicks(first, lastSample, procs1, p.pids)
+		pu := PartUsage{Name: p.name}
+		if secs > 0 {
+			pu.CPUPct = round(100*float64(ticks)/procstat.TicksPerSecond/secs, 1)
+		}
+		if r.OK > 0 {
+			pu.CPUPerCallUs = round(float64(ticks)/procstat.TicksPerSecond*1e6/float64(r.OK), 1)
+		}
+		r.Parts = append(r.Parts, pu)
+	}
 	r.Sustained = r.Failed == 0 && r.OK == calls && r.Achieved >= 0.97*float64(*rate)
 	if r.Failed > 0 || r.OK < calls {
 		r.FirstError = firstError(*dir)
@@ -184,9 +267,12 @@ func runStep(args []string) error {
 	if !r.Sustained {
 		verdict = "NOT sustained"
 	}
-	logf("%-10s %5d cps: %d/%d ok, %d failed, %d retrans, %.0f cps achieved, INVITE->200 p50 %.0f p99 %.0f max %.0f ms, server CPU %.0f%% (%.0f us/call), mem %.0f MB, drops server %d sipp %d, other CPU %.0f%% (steal %.0f%%; %s): %s",
+	logf("%-10s %5d cps: %d/%d ok, %d failed, %d retrans, %.0f cps achieved, INVITE->200 p50 %.0f p99 %.0f max %.0f ms, server CPU %.0f%% (%.0f us/call), mem %.0f MB, drops server %d sipp %d, other CPU %.0f%% (steal %.0f%%; %s), stalled on IO %.0f%%: %s",
 		*server, *rate, r.OK, calls, r.Failed, r.Retrans, r.Achieved, r.P50ms, r.P99ms, r.Maxms,
-		r.Usage.ServerPct, r.CPUPerCallUs, r.Usage.MemMaxMB, r.ServerDrops, r.SippDrops, r.Usage.OtherPct, r.Usage.StealPct, r.OtherTop, verdict)
+		r.Usage.ServerPct, r.CPUPerCallUs, r.Usage.MemMaxMB, r.ServerDrops, r.SippDrops, r.Usage.OtherPct, r.Usage.StealPct, r.OtherTop, r.IOFullStallPct, verdict)
+	for _, p := range r.Parts {
+		logf("  %s: CPU %.0f%% (%.0f us/call)", p.Name, p.CPUPct, p.CPUPerCallUs)
+	}
 	if r.FirstError != "" {
 		logf("  first error: %s", r.FirstError)
 	}

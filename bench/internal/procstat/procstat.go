@@ -178,6 +178,35 @@ func UDPErrors() (rcvbuf, in int64) {
 	return rcvbuf, in
 }
 
+// Pressure returns the total time, in microseconds since boot, that some
+// task and that all tasks stalled waiting for resource ("cpu", "io" or
+// "memory"), from Linux's pressure stall information (/proc/pressure/*);
+// false where the kernel has none.
+func Pressure(resource string) (some, full int64, ok bool) {
+	b, err := os.ReadFile("/proc/pressure/" + resource)
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		for _, kv := range f[1:] {
+			if v, found := strings.CutPrefix(kv, "total="); found {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				switch f[0] {
+				case "some":
+					some, ok = n, true
+				case "full":
+					full = n
+				}
+			}
+		}
+	}
+	return some, full, ok
+}
+
 // SocketDrops returns the datagrams the kernel dropped at the UDP sockets
 // bound to port (/proc/net/udp, last column): a full receive buffer, the
 // reader not keeping up.

@@ -174,3 +174,19 @@ func TestMachineAndSockets(t *testing.T) {
 		t.Fatalf("a new socket dropped %d datagrams", d)
 	}
 }
+
+// TestPressureReadsTheKernel reads the pressure stall totals, which only
+// grow, where the kernel has them.
+func TestPressureReadsTheKernel(t *testing.T) {
+	requireLinux(t)
+	some, full, ok := Pressure("io")
+	if !ok {
+		t.Skip("no /proc/pressure/io: a kernel without PSI")
+	}
+	if some < 0 || full < 0 || full > some {
+		t.Fatalf("Pressure(io) = %d, %d: want 0 <= full <= some", some, full)
+	}
+	if _, _, ok := Pressure("nothing"); ok {
+		t.Error("Pressure of a resource that does not exist")
+	}
+}
