@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchback/switchback/bench/internal/loadkit"
 	"github.com/switchback/switchback/bench/internal/procstat"
 	"github.com/switchback/switchback/bench/internal/stamp"
 	"github.com/switchback/switchback/internal/media"
@@ -157,7 +157,9 @@ func runLoad(args []string, w io.Writer) error {
 	var rc relayClient
 	switch *relay {
 	case "switchback":
-		rc, err = dialSwitchback(*control)
+		var c *loadkit.Client
+		c, err = loadkit.Dial("relay", *control)
+		rc = switchbackClient{c}
 	case "rtpengine":
 		rc, err = dialRTPEngine(*control)
 	default:
@@ -219,7 +221,7 @@ func runLoad(args []string, w io.Writer) error {
 			f.seen = make([]uint64, (maxPackets+63)/64)
 			f.lat = make([]int32, 0, windowPackets)
 			f.id = uint32(len(flows))
-			f.slot = len(flows) % slotsPerFrame
+			f.slot = len(flows) % loadkit.Slots
 			flows = append(flows, f)
 		}
 	}
@@ -250,13 +252,13 @@ func runLoad(args []string, w io.Writer) error {
 	lags := make([][]time.Duration, *senders)
 	var sending sync.WaitGroup
 	for s := range *senders {
-		var mine [slotsPerFrame][]*flow
+		var mine [loadkit.Slots][]*flow
 		for k, f := range flows {
 			if k%*senders == s {
 				mine[f.slot] = append(mine[f.slot], f)
 			}
 		}
-		sending.Go(func() { lags[s] = sendFlows(&mine, start, w0, w1) })
+		sending.Go(func() { lags[s] = loadkit.SendEvery20ms(&mine, 12+media.FrameSamples, start, w0, w1) })
 	}
 	sending.Wait()
 	sampled.Wait()
@@ -269,7 +271,7 @@ func runLoad(args []string, w io.Writer) error {
 
 	// Tear down now, so the relay's own counts come with the result.
 	for i := range set {
-		if sb, ok := rc.(*switchbackClient); ok {
+		if sb, ok := rc.(switchbackClient); ok {
 			d, t, err := sb.unbridge(i)
 			if err != nil {
 				logf("switchback: teardown of call %d: %v", i, err)
@@ -343,33 +345,8 @@ func runLoad(args []string, w io.Writer) error {
 	return json.NewEncoder(w).Encode(res)
 }
 
-// slotsPerFrame is how many 1 ms slots the flows are spread over.
-const slotsPerFrame = 20
-
-// sendFlows sends each flow of slots its packet every 20 ms, slot after
-// slot, from start until w1, and returns how late each slot started.
-func sendFlows(slots *[slotsPerFrame][]*flow, start, w0, w1 time.Time) []time.Duration {
-	var buf [12 + media.FrameSamples]byte
-	lags := make([]time.Duration, 0, int(w1.Sub(start)/time.Millisecond)+1)
-	for k := 0; ; k++ {
-		for s := range slotsPerFrame {
-			deadline := start.Add(time.Duration(k)*20*time.Millisecond + time.Duration(s)*time.Millisecond)
-			if !deadline.Before(w1) {
-				return lags
-			}
-			if d := time.Until(deadline); d > 0 {
-				time.Sleep(d)
-			}
-			lags = append(lags, time.Since(deadline))
-			for _, f := range slots[s] {
-				f.send(buf[:], w0, w1)
-			}
-		}
-	}
-}
-
-// send sends the flow's next packet, stamped with the time.
-func (f *flow) send(buf []byte, w0, w1 time.Time) {
+// Send sends the flow's next packet, stamped with the time.
+func (f *flow) Send(buf []byte, w0, w1 time.Time) {
 	buf[0] = 2 << 6
 	buf[1] = f.sendCodec.PayloadType()
 	binary.BigEndian.PutUint16(buf[2:4], f.seq)
@@ -441,39 +418,10 @@ func (f *flow) receive(w0, w1 int64) {
 }
 
 // switchbackClient drives bridgebench relay over its line protocol.
-type switchbackClient struct {
-	conn net.Conn
-	in   *bufio.Reader
-}
+type switchbackClient struct{ *loadkit.Client }
 
-func dialSwitchback(addr string) (*switchbackClient, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	return &switchbackClient{conn: conn, in: bufio.NewReader(conn)}, nil
-}
-
-func (c *switchbackClient) Close() error { return c.conn.Close() }
-
-func (c *switchbackClient) request(line string) ([]string, error) {
-	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.conn.Write([]byte(line + "\n")); err != nil {
-		return nil, err
-	}
-	answer, err := c.in.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	f := strings.Fields(answer)
-	if len(f) == 0 || f[0] != "ok" {
-		return nil, fmt.Errorf("relay: %s", strings.TrimSpace(answer))
-	}
-	return f[1:], nil
-}
-
-func (c *switchbackClient) setup(i, a, b int, codecA, codecB string) (int, int, error) {
-	f, err := c.request(fmt.Sprintf("bridge %d %s %s %d %d", i, codecA, codecB, a, b))
+func (c switchbackClient) setup(i, a, b int, codecA, codecB string) (int, int, error) {
+	f, err := c.Request(fmt.Sprintf("bridge %d %s %s %d %d", i, codecA, codecB, a, b))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -488,15 +436,15 @@ func (c *switchbackClient) setup(i, a, b int, codecA, codecB string) (int, int, 
 	return toA, toB, nil
 }
 
-func (c *switchbackClient) teardown(i int) error {
+func (c switchbackClient) teardown(i int) error {
 	_, _, err := c.unbridge(i)
 	return err
 }
 
 // unbridge tears call i down and returns the packets the relay dropped and
 // transcoded on it.
-func (c *switchbackClient) unbridge(i int) (dropped, transcoded int64, err error) {
-	f, err := c.request(fmt.Sprintf("unbridge %d", i))
+func (c switchbackClient) unbridge(i int) (dropped, transcoded int64, err error) {
+	f, err := c.Request(fmt.Sprintf("unbridge %d", i))
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -16,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchback/switchback/bench/internal/loadkit"
 	"github.com/switchback/switchback/internal/media"
 )
 
@@ -98,36 +98,7 @@ func runRelay(args []string) error {
 func serveRelay(ln net.Listener, ports media.PortRange) error {
 	srv := &relayServer{ports: ports, calls: map[string]*bridged{}}
 	defer srv.closeAll()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		srv.serve(conn)
-	}
-}
-
-func (srv *relayServer) serve(conn net.Conn) {
-	defer conn.Close()
-	in := bufio.NewReader(conn)
-	out := bufio.NewWriter(conn)
-	for {
-		line, err := in.ReadString('\n')
-		if err != nil {
-			out.Flush()
-			return
-		}
-		answer, err := srv.handle(strings.Fields(line))
-		if err != nil {
-			answer = "err " + err.Error()
-		}
-		out.WriteString(answer + "\n")
-		// Answer at once when the client waits; in batches when it
-		// sends many requests at once.
-		if in.Buffered() == 0 && out.Flush() != nil {
-			return
-		}
-	}
+	return loadkit.Serve(ln, srv.handle)
 }
 
 func (srv *relayServer) handle(f []string) (string, error) {

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
+
+	"github.com/switchback/switchback/bench/internal/loadkit"
 )
 
 // runReport prints the markdown tables of a results file, the ratios of
@@ -28,7 +27,7 @@ func runReport(args []string, w io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: bridgebench report RESULTS.jsonl")
 	}
-	results, err := readResults(fs.Arg(0))
+	results, err := loadkit.ReadJSONL(fs.Arg(0), func(r *LoadResult) bool { return r.Kind == "load" })
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func runReport(args []string, w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(w, "| %d | %s | %d | %.0f / %.0f | %s | %.1f%% / %.1f%% | %.2f / %.2f |\n",
-			k.calls, k.codecs, k.round, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, ratio(sb.PPSPerCPUSecond, re.PPSPerCPUSecond),
+			k.calls, k.codecs, k.round, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, loadkit.Ratio(sb.PPSPerCPUSecond, re.PPSPerCPUSecond),
 			sb.RelayCPUPct, re.RelayCPUPct, sb.LatP99ms, re.LatP99ms)
 	}
 
@@ -111,12 +110,12 @@ func runReport(args []string, w io.Writer) error {
 		}
 		re := pairs[k]["rtpengine"]
 		loss, p99 = append(loss, sb.LossPct), append(p99, sb.LatP99ms)
-		fmt.Fprintf(w, "| %d | loss < %g%% | %.3f%% | %.3f%% | %.0f%% | %s |\n", k.round, *lossMax, sb.LossPct, re.LossPct, sb.OtherCPUPct, passFail(sb.LossPct < *lossMax))
-		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %.2f ms | %.0f%% | %s |\n", k.round, *p99Max, sb.LatP99ms, re.LatP99ms, sb.OtherCPUPct, passFail(sb.LatP99ms < *p99Max))
+		fmt.Fprintf(w, "| %d | loss < %g%% | %.3f%% | %.3f%% | %.0f%% | %s |\n", k.round, *lossMax, sb.LossPct, re.LossPct, sb.OtherCPUPct, loadkit.PassFail(sb.LossPct < *lossMax))
+		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %.2f ms | %.0f%% | %s |\n", k.round, *p99Max, sb.LatP99ms, re.LatP99ms, sb.OtherCPUPct, loadkit.PassFail(sb.LatP99ms < *p99Max))
 		if re.PPSPerCPUSecond > 0 {
 			x := sb.PPSPerCPUSecond / re.PPSPerCPUSecond
 			ratios = append(ratios, x)
-			fmt.Fprintf(w, "| %d | packets per CPU-second ≥ %g × rtpengine's | %.0f | %.0f | %.0f%% | %.2f: %s |\n", k.round, *ratioMin, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, sb.OtherCPUPct, x, passFail(x >= *ratioMin))
+			fmt.Fprintf(w, "| %d | packets per CPU-second ≥ %g × rtpengine's | %.0f | %.0f | %.0f%% | %.2f: %s |\n", k.round, *ratioMin, sb.PPSPerCPUSecond, re.PPSPerCPUSecond, sb.OtherCPUPct, x, loadkit.PassFail(x >= *ratioMin))
 		}
 	}
 	if len(loss) == 0 {
@@ -125,12 +124,12 @@ func runReport(args []string, w io.Writer) error {
 	}
 	// One round decides alone; several, by their median, as the machine
 	// is noisy.
-	failed := median(loss) >= *lossMax || median(p99) >= *p99Max || len(ratios) > 0 && median(ratios) < *ratioMin
+	failed := loadkit.Median(loss) >= *lossMax || loadkit.Median(p99) >= *p99Max || len(ratios) > 0 && loadkit.Median(ratios) < *ratioMin
 	if len(loss) > 1 {
-		fmt.Fprintf(w, "| median | loss < %g%% | %.3f%% | | | %s |\n", *lossMax, median(loss), passFail(median(loss) < *lossMax))
-		fmt.Fprintf(w, "| median | added latency p99 < %g ms | %.2f ms | | | %s |\n", *p99Max, median(p99), passFail(median(p99) < *p99Max))
+		fmt.Fprintf(w, "| median | loss < %g%% | %.3f%% | | | %s |\n", *lossMax, loadkit.Median(loss), loadkit.PassFail(loadkit.Median(loss) < *lossMax))
+		fmt.Fprintf(w, "| median | added latency p99 < %g ms | %.2f ms | | | %s |\n", *p99Max, loadkit.Median(p99), loadkit.PassFail(loadkit.Median(p99) < *p99Max))
 		if len(ratios) > 0 {
-			fmt.Fprintf(w, "| median | packets per CPU-second ≥ %g × rtpengine's | %.2f | | | %s |\n", *ratioMin, median(ratios), passFail(median(ratios) >= *ratioMin))
+			fmt.Fprintf(w, "| median | packets per CPU-second ≥ %g × rtpengine's | %.2f | | | %s |\n", *ratioMin, loadkit.Median(ratios), loadkit.PassFail(loadkit.Median(ratios) >= *ratioMin))
 		}
 	}
 	if failed && *strict {
@@ -139,50 +138,8 @@ func runReport(args []string, w io.Writer) error {
 	return nil
 }
 
-func passFail(ok bool) string {
-	if ok {
-		return "PASS"
-	}
-	return "FAIL"
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
 // sameCodec reports whether codecs, "PCMU/PCMA", names one codec twice.
 func sameCodec(codecs string) bool {
 	a, b, _ := strings.Cut(codecs, "/")
 	return a == b
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f", a/b)
-}
-
-func readResults(path string) ([]LoadResult, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []LoadResult
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r LoadResult
-		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Kind == "load" {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchback/switchback/bench/internal/loadkit"
 	"github.com/switchback/switchback/bench/internal/procstat"
 	"github.com/switchback/switchback/bench/internal/stamp"
 	"github.com/switchback/switchback/internal/media"
@@ -151,7 +151,7 @@ func runLoad(args []string, w io.Writer) error {
 	if err != nil || pid <= 0 || *agentPid <= 0 {
 		return fmt.Errorf("-pids %q, -agent-pid %d: want the Switchback and agent processes' pids", *pidFlag, *agentPid)
 	}
-	sb, err := dialControl(*control)
+	sb, err := loadkit.Dial("switchback", *control)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func runLoad(args []string, w io.Writer) error {
 	res := Result{Kind: "stream", Mode: *mode, Round: *roundN, Calls: *calls}
 	maxFrames := int((*warmup+*duration)/(20*time.Millisecond)) + 50
 	sbProcs := procstat.Reader{Server: []int{pid}, Self: true, Memory: true}
-	mem0, err := sb.mem()
+	mem0, err := settled(sb)
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func runLoad(args []string, w io.Writer) error {
 			c.conn.Close()
 		}
 		for i := range set {
-			if _, err := sb.request(fmt.Sprintf("end %d", i)); err != nil {
+			if _, err := sb.Request(fmt.Sprintf("end %d", i)); err != nil {
 				logf("end call %d: %v", i, err)
 			}
 		}
@@ -189,7 +189,7 @@ func runLoad(args []string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		c := &caller{id: uint32(i), conn: conn, slot: i % slotsPerFrame,
+		c := &caller{id: uint32(i), conn: conn, slot: i % loadkit.Slots,
 			ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
 			rtt: make([]int32, maxFrames), transit: make([]int32, maxFrames)}
 		callers = append(callers, c)
@@ -204,7 +204,7 @@ func runLoad(args []string, w io.Writer) error {
 			}
 			req = fmt.Sprintf("bridge %d %d %d", i, port, echoPort)
 		}
-		f, err := sb.request(req)
+		f, err := sb.Request(req)
 		if err != nil {
 			return fmt.Errorf("set up call %d: %w", i, err)
 		}
@@ -243,18 +243,18 @@ func runLoad(args []string, w io.Writer) error {
 	lags := make([][]time.Duration, *senders)
 	var sending sync.WaitGroup
 	for s := range *senders {
-		var mine [slotsPerFrame][]*caller
+		var mine [loadkit.Slots][]*caller
 		for k, c := range callers {
 			if k%*senders == s {
 				mine[c.slot] = append(mine[c.slot], c)
 			}
 		}
-		sending.Go(func() { lags[s] = sendCallers(&mine, start, w0, w1) })
+		sending.Go(func() { lags[s] = loadkit.SendEvery20ms(&mine, 12+media.FrameSamples, start, w0, w1) })
 	}
 	sending.Wait()
 	sampled.Wait()
 	// Memory with every call up, after the CPU's window.
-	mem1, err := sb.mem()
+	mem1, err := mem(sb)
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func runLoad(args []string, w io.Writer) error {
 
 	// Tear down now, so Switchback's own counts come with the result.
 	for i := range set {
-		f, err := sb.request(fmt.Sprintf("end %d", i))
+		f, err := sb.Request(fmt.Sprintf("end %d", i))
 		if err != nil {
 			logf("end call %d: %v", i, err)
 			continue
@@ -381,33 +381,8 @@ func quantiles(us []int32) (p50, p99, p999, maxMs float64) {
 	return q(0.50), q(0.99), q(0.999), round(float64(us[len(us)-1])/1000, 3)
 }
 
-// slotsPerFrame is how many 1 ms slots the callers are spread over.
-const slotsPerFrame = 20
-
-// sendCallers sends each caller of slots its packet every 20 ms, slot
-// after slot, from start until w1, and returns how late each slot started.
-func sendCallers(slots *[slotsPerFrame][]*caller, start, w0, w1 time.Time) []time.Duration {
-	var buf [12 + media.FrameSamples]byte
-	lags := make([]time.Duration, 0, int(w1.Sub(start)/time.Millisecond)+1)
-	for k := 0; ; k++ {
-		for s := range slotsPerFrame {
-			deadline := start.Add(time.Duration(k)*20*time.Millisecond + time.Duration(s)*time.Millisecond)
-			if !deadline.Before(w1) {
-				return lags
-			}
-			if d := time.Until(deadline); d > 0 {
-				time.Sleep(d)
-			}
-			lags = append(lags, time.Since(deadline))
-			for _, c := range slots[s] {
-				c.send(buf[:], w0, w1)
-			}
-		}
-	}
-}
-
-// send sends the caller's next packet, stamped with the time.
-func (c *caller) send(buf []byte, w0, w1 time.Time) {
+// Send sends the caller's next packet, stamped with the time.
+func (c *caller) Send(buf []byte, w0, w1 time.Time) {
 	buf[0] = 2 << 6
 	buf[1] = media.PCMU.PayloadType()
 	binary.BigEndian.PutUint16(buf[2:4], c.seq)
@@ -492,48 +467,13 @@ func isSilence(p []byte) bool {
 	return len(p) > 0
 }
 
-// controlClient speaks the Switchback process's line protocol.
-type controlClient struct {
-	conn net.Conn
-	in   *bufio.Reader
-}
-
-func dialControl(addr string) (*controlClient, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	return &controlClient{conn: conn, in: bufio.NewReader(conn)}, nil
-}
-
-func (c *controlClient) Close() error { return c.conn.Close() }
-
-func (c *controlClient) request(line string) ([]string, error) {
-	c.conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.conn.Write([]byte(line + "\n")); err != nil {
-		return nil, err
-	}
-	answer, err := c.in.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	f := strings.Fields(answer)
-	if len(f) < 2 || f[0] != "ok" {
-		if len(f) == 1 && f[0] == "ok" {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("switchback: %s", strings.TrimSpace(answer))
-	}
-	return f[1:], nil
-}
-
 // memStats is what the mem request answers.
 type memStats struct {
 	goroutines, heap, stack, calls int64
 }
 
-func (c *controlClient) mem() (memStats, error) {
-	f, err := c.request("mem")
+func mem(c *loadkit.Client) (memStats, error) {
+	f, err := c.Request("mem")
 	if err != nil {
 		return memStats{}, err
 	}
@@ -545,6 +485,23 @@ func (c *controlClient) mem() (memStats, error) {
 		v[i], _ = strconv.ParseInt(f[i], 10, 64)
 	}
 	return memStats{v[0], v[1], v[2], v[3]}, nil
+}
+
+// settled answers the mem request once the calls of an earlier step are
+// gone: none left, and as many goroutines as 200 ms before (their agents'
+// connections and the runtime's calls end after the end request is
+// answered). It gives up waiting after 30 s and answers what it has.
+func settled(c *loadkit.Client) (memStats, error) {
+	m, err := mem(c)
+	for deadline := time.Now().Add(30 * time.Second); err == nil && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		var next memStats
+		if next, err = mem(c); err == nil && m.calls == 0 && next.calls == 0 && next.goroutines == m.goroutines {
+			return next, nil
+		}
+		m = next
+	}
+	return m, err
 }
 
 // agentClient speaks to the agent's process.

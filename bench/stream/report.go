@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
+
+	"github.com/switchback/switchback/bench/internal/loadkit"
 )
 
 // runReport prints the markdown tables of a results file, the ratio of a
@@ -27,7 +26,7 @@ func runReport(args []string, w io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: streambench report RESULTS.jsonl")
 	}
-	results, err := readResults(fs.Arg(0))
+	results, err := loadkit.ReadJSONL(fs.Arg(0), func(r *Result) bool { return r.Kind == "stream" })
 	if err != nil {
 		return err
 	}
@@ -81,7 +80,7 @@ func runReport(args []string, w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(w, "| %d | %d | %.3f%% / %.3f%% | %s | %.2f / %.2f | %.1f%% / %.1f%% |\n",
-			k.calls, k.round, st.CPUPerCallPct, br.CPUPerCallPct, ratio(st.CPUPerCallPct, br.CPUPerCallPct),
+			k.calls, k.round, st.CPUPerCallPct, br.CPUPerCallPct, loadkit.Ratio(st.CPUPerCallPct, br.CPUPerCallPct),
 			st.AddedP99ms, br.AddedP99ms, st.AgentCPUPct, br.AgentCPUPct)
 	}
 
@@ -100,12 +99,12 @@ func runReport(args []string, w io.Writer) error {
 		}
 		br := pairs[k]["bridge"]
 		late, p99 = append(late, st.LateOrLostPct), append(p99, st.AddedP99ms)
-		fmt.Fprintf(w, "| %d | late or lost < %g%% | %.3f%% | %.3f%% | %.0f%% | %s |\n", k.round, *lateMax, st.LateOrLostPct, br.LateOrLostPct, st.OtherCPUPct, passFail(st.LateOrLostPct < *lateMax))
-		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %.2f ms | %.0f%% | %s |\n", k.round, *p99Max, st.AddedP99ms, br.AddedP99ms, st.OtherCPUPct, passFail(st.AddedP99ms < *p99Max))
+		fmt.Fprintf(w, "| %d | late or lost < %g%% | %.3f%% | %.3f%% | %.0f%% | %s |\n", k.round, *lateMax, st.LateOrLostPct, br.LateOrLostPct, st.OtherCPUPct, loadkit.PassFail(st.LateOrLostPct < *lateMax))
+		fmt.Fprintf(w, "| %d | added latency p99 < %g ms | %.2f ms | %.2f ms | %.0f%% | %s |\n", k.round, *p99Max, st.AddedP99ms, br.AddedP99ms, st.OtherCPUPct, loadkit.PassFail(st.AddedP99ms < *p99Max))
 		if br.CPUPerCallPct > 0 {
 			x := st.CPUPerCallPct / br.CPUPerCallPct
 			ratios = append(ratios, x)
-			fmt.Fprintf(w, "| %d | CPU a call ≤ %g × bridged | %.3f%% | %.3f%% | %.0f%% | %.2f: %s |\n", k.round, *ratioMax, st.CPUPerCallPct, br.CPUPerCallPct, st.OtherCPUPct, x, passFail(x <= *ratioMax))
+			fmt.Fprintf(w, "| %d | CPU a call ≤ %g × bridged | %.3f%% | %.3f%% | %.0f%% | %.2f: %s |\n", k.round, *ratioMax, st.CPUPerCallPct, br.CPUPerCallPct, st.OtherCPUPct, x, loadkit.PassFail(x <= *ratioMax))
 		}
 	}
 	if len(late) == 0 {
@@ -114,58 +113,16 @@ func runReport(args []string, w io.Writer) error {
 	}
 	// One round decides alone; several, by their median, as the machine
 	// is noisy.
-	failed := median(late) >= *lateMax || median(p99) >= *p99Max || len(ratios) > 0 && median(ratios) > *ratioMax
+	failed := loadkit.Median(late) >= *lateMax || loadkit.Median(p99) >= *p99Max || len(ratios) > 0 && loadkit.Median(ratios) > *ratioMax
 	if len(late) > 1 {
-		fmt.Fprintf(w, "| median | late or lost < %g%% | %.3f%% | | | %s |\n", *lateMax, median(late), passFail(median(late) < *lateMax))
-		fmt.Fprintf(w, "| median | added latency p99 < %g ms | %.2f ms | | | %s |\n", *p99Max, median(p99), passFail(median(p99) < *p99Max))
+		fmt.Fprintf(w, "| median | late or lost < %g%% | %.3f%% | | | %s |\n", *lateMax, loadkit.Median(late), loadkit.PassFail(loadkit.Median(late) < *lateMax))
+		fmt.Fprintf(w, "| median | added latency p99 < %g ms | %.2f ms | | | %s |\n", *p99Max, loadkit.Median(p99), loadkit.PassFail(loadkit.Median(p99) < *p99Max))
 		if len(ratios) > 0 {
-			fmt.Fprintf(w, "| median | CPU a call ≤ %g × bridged | %.2f | | | %s |\n", *ratioMax, median(ratios), passFail(median(ratios) <= *ratioMax))
+			fmt.Fprintf(w, "| median | CPU a call ≤ %g × bridged | %.2f | | | %s |\n", *ratioMax, loadkit.Median(ratios), loadkit.PassFail(loadkit.Median(ratios) <= *ratioMax))
 		}
 	}
 	if failed && *strict {
 		return errors.New("a target failed")
 	}
 	return nil
-}
-
-func passFail(ok bool) string {
-	if ok {
-		return "PASS"
-	}
-	return "FAIL"
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f", a/b)
-}
-
-func readResults(path string) ([]Result, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []Result
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r Result
-		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Kind == "stream" {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
 }

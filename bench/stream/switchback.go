@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/switchback/switchback"
+	"github.com/switchback/switchback/bench/internal/loadkit"
 	"github.com/switchback/switchback/internal/agent"
 	"github.com/switchback/switchback/internal/agent/websocket"
 	"github.com/switchback/switchback/internal/call"
@@ -155,34 +156,7 @@ func newRuntime(agentURL string, log *slog.Logger) (*call.Runtime, error) {
 func serveSwitchback(ln net.Listener, ports media.PortRange, rt *call.Runtime) error {
 	srv := &switchbackServer{ports: ports, rt: rt, calls: map[string]*held{}}
 	defer srv.endAll()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		srv.serve(conn)
-	}
-}
-
-func (srv *switchbackServer) serve(conn net.Conn) {
-	defer conn.Close()
-	in := bufio.NewReader(conn)
-	out := bufio.NewWriter(conn)
-	for {
-		line, err := in.ReadString('\n')
-		if err != nil {
-			out.Flush()
-			return
-		}
-		answer, err := srv.handle(strings.Fields(line))
-		if err != nil {
-			answer = "err " + strings.ReplaceAll(err.Error(), "\n", " ")
-		}
-		out.WriteString(answer + "\n")
-		if in.Buffered() == 0 && out.Flush() != nil {
-			return
-		}
-	}
+	return loadkit.Serve(ln, srv.handle)
 }
 
 func (srv *switchbackServer) handle(f []string) (string, error) {
@@ -197,7 +171,10 @@ func (srv *switchbackServer) handle(f []string) (string, error) {
 	case f[0] == "end" && len(f) == 2:
 		return srv.end(f[1])
 	case f[0] == "mem" && len(f) == 1:
-		runtime.GC()
+		// A collection that also hands the freed memory back to the
+		// kernel, so that the PSS before a step is not what an earlier,
+		// larger step left behind.
+		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		return fmt.Sprintf("ok %d %d %d %d", runtime.NumGoroutine(), ms.HeapAlloc, ms.StackInuse, len(srv.calls)), nil
