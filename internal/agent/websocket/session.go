@@ -546,6 +546,9 @@ func (s *session) readLoop() {
 
 // parse reads one message; ok is false for one that is ignored (counted).
 func (s *session) parse(b []byte) (m inbound, ok bool) {
+	if payload, ok := mediaPayload(b); ok {
+		return s.parseMedia(payload)
+	}
 	var msg inboundMsg
 	if err := json.Unmarshal(b, &msg); err != nil {
 		// A hand-back the agent got wrong still ends its turn: the call goes
@@ -566,14 +569,7 @@ func (s *session) parse(b []byte) (m inbound, ok bool) {
 			s.count(&s.stats.malformed, "media without a payload", nil)
 			return m, false
 		}
-		ulaw, err := base64.StdEncoding.DecodeString(msg.Media.Payload)
-		if err != nil || len(ulaw) == 0 {
-			s.count(&s.stats.malformed, "media payload is not base64", err)
-			return m, false
-		}
-		pcm := make([]int16, len(ulaw))
-		media.DecodeULaw(pcm, ulaw)
-		return inbound{kind: inMedia, pcm: pcm}, true
+		return s.parseMedia([]byte(msg.Media.Payload))
 	case eventMark:
 		if msg.Mark == nil || msg.Mark.Name == "" || len(msg.Mark.Name) > maxMarkName {
 			s.count(&s.stats.malformed, "mark without a name, or with one too long", nil)
@@ -621,6 +617,23 @@ func (s *session) parse(b []byte) (m inbound, ok bool) {
 // CustomEventPrefix starts the type of every event an agent records with
 // switchback.event, so it never passes for one of Switchback's own.
 const CustomEventPrefix = "custom."
+
+// parseMedia decodes the base64 payload of a media message.
+func (s *session) parseMedia(payload []byte) (m inbound, ok bool) {
+	var scratch [480]byte // 60 ms, what agents send at most at a time
+	ulaw := scratch[:]
+	if need := base64.StdEncoding.DecodedLen(len(payload)); need > len(ulaw) {
+		ulaw = make([]byte, need)
+	}
+	n, err := base64.StdEncoding.Decode(ulaw, payload)
+	if err != nil || n == 0 {
+		s.count(&s.stats.malformed, "media payload is not base64", err)
+		return m, false
+	}
+	pcm := make([]int16, n)
+	media.DecodeULaw(pcm, ulaw[:n])
+	return inbound{kind: inMedia, pcm: pcm}, true
+}
 
 func (s *session) parseHandBack(msg *inboundMsg) (*switchback.HandBack, error) {
 	if len(msg.OutputContext) == 0 || string(msg.OutputContext) == "null" {
