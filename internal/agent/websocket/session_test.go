@@ -587,3 +587,42 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
+
+// TestAgentAudioAroundTheTurn: what the agent sends before Run starts
+// (while the caller's phone rings) is queued once it does, in order with
+// what follows; audio and clears sent after its hand-back are left alone.
+func TestAgentAudioAroundTheTurn(t *testing.T) {
+	ag, call, a := connect(t, Config{}, switchback.ReturnBYE)
+	ag.send(mediaJSON(160))
+	ag.send(map[string]any{"event": "mark", "streamSid": "x", "mark": map[string]string{"name": "greeting"}})
+	time.Sleep(50 * time.Millisecond) // Run has not started: nothing is queued yet
+	call.mu.Lock()
+	early := len(call.queue)
+	call.mu.Unlock()
+	if early != 0 {
+		t.Errorf("%d items queued before Run started", early)
+	}
+	done := startRun(t.Context(), a, call)
+	ag.send(mediaJSON(320))
+	call.waitFor(t, "the audio around the mark queued", func(c *fakeCall) bool { return len(c.queue) == 3 })
+	call.mu.Lock()
+	first, _ := call.queue[0].([]int16)
+	name, _ := call.queue[1].(string)
+	last, _ := call.queue[2].([]int16)
+	call.mu.Unlock()
+	if len(first) != 160 || name != "greeting" || len(last) != 320 {
+		t.Errorf("queue = %d samples, mark %q, %d samples; want 160, greeting, 320", len(first), name, len(last))
+	}
+	ag.send(handBackMsg(switchback.TransferAgent))
+	ag.send(mediaJSON(160))
+	ag.send(map[string]any{"event": "clear", "streamSid": "x"})
+	waitRun(t, done)
+	time.Sleep(100 * time.Millisecond) // for the reader to have read them
+	call.mu.Lock()
+	n, cleared := len(call.queue), call.cleared
+	call.mu.Unlock()
+	if n != 3 || cleared != 0 {
+		t.Errorf("after the hand-back: %d items queued, %d clears; want 3 and 0", n, cleared)
+	}
+	closeAgent(t, a)
+}
