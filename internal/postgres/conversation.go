@@ -125,11 +125,15 @@ func (db *DB) EndCall(ctx context.Context, e *switchback.CallEnd, by switchback.
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error
 		if e.Output != nil {
-			if t, err = complete(ctx, tx, e.TenantID, e.ID, output, by, now); err != nil {
+			var withResult *string
+			if e.Result != nil {
+				withResult = &result
+			}
+			if t, err = complete(ctx, tx, e.TenantID, e.ID, output, withResult, by, now); err != nil {
 				return err
 			}
 		}
-		if e.Result != nil {
+		if e.Result != nil && e.Output == nil {
 			if t, err = setReturnResult(ctx, tx, e.TenantID, e.ID, result, by); err != nil {
 				return err
 			}

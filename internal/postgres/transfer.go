@@ -304,7 +304,7 @@ func (db *DB) CompleteTransfer(ctx context.Context, tenantID, id string, out *sw
 	if err != nil {
 		return nil, fmt.Errorf("complete transfer: output context: %w", err)
 	}
-	return complete(ctx, db.pool, tenantID, id, o, by, now)
+	return complete(ctx, db.pool, tenantID, id, o, nil, by, now)
 }
 
 // querier is what the statements of one transfer need: the pool, or a
@@ -314,15 +314,17 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// complete moves a transfer ONGOING→COMPLETED with its encoded output, in
-// one statement fenced by by (see switchback.Store).
-func complete(ctx context.Context, q querier, tenantID, id string, output any, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
+// complete moves a transfer ONGOING→COMPLETED with its encoded output,
+// and its encoded return result when result is not nil (a BYE hand-back
+// knows both at once), in one statement fenced by by (see
+// switchback.Store).
+func complete(ctx context.Context, q querier, tenantID, id string, output any, result *string, by switchback.NodeLease, now time.Time) (*switchback.Transfer, error) {
 	t, err := scanTransfer(q.QueryRow(ctx, `
 		UPDATE transfers SET status = 'COMPLETED', output_context = $3, completed_at = $4,
-			return_auth_password = ''
+			return_auth_password = '', return_result = COALESCE($7, return_result)
 		WHERE tenant_id = $1 AND id = $2 AND status = 'ONGOING' AND `+ownedBy("$5", "$6")+`
 		RETURNING `+transferColumns,
-		tenantID, id, output, micros(now), by.Node, by.Epoch))
+		tenantID, id, output, micros(now), by.Node, by.Epoch, result))
 	if notFound(err) {
 		if err := refuseWrite(ctx, q, tenantID, id, switchback.StatusOngoing, by); err != nil {
 			return nil, err
