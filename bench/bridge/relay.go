@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,25 +55,15 @@ func runRelay(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	lo, hi, ok := strings.Cut(*portRange, "-")
-	pmin, err1 := strconv.Atoi(lo)
-	pmax, err2 := strconv.Atoi(hi)
-	if !ok || err1 != nil || err2 != nil {
-		return fmt.Errorf("-ports %q: want MIN-MAX", *portRange)
+	ports, err := loadkit.ParsePorts(*portRange)
+	if err != nil {
+		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
+	stopProfile, err := loadkit.StartCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	ln, err := net.Listen("tcp", *control)
 	if err != nil {
 		return err
@@ -86,7 +75,7 @@ func runRelay(args []string) error {
 		<-ctx.Done()
 		ln.Close()
 	}()
-	err = serveRelay(ln, media.PortRange{Min: pmin, Max: pmax})
+	err = serveRelay(ln, ports)
 	if ctx.Err() != nil {
 		return nil
 	}

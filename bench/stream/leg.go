@@ -74,18 +74,13 @@ func (l *leg) Marks() <-chan string                        { return l.media.Mark
 func (l *leg) Clear()                                      { l.media.Clear() }
 
 func (l *leg) Drain(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for l.media.Queued() > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.ended:
-			return switchback.ErrCallOver
-		case <-t.C:
-		}
+	if l.media.WaitSent(ctx, l.ended) {
+		return nil
 	}
-	return nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return switchback.ErrCallOver
 }
 
 // end records that the leg is gone, and why: the load hung up ("caller").

@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,26 +89,18 @@ func runSwitchback(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ports, err := parsePorts(*portRange)
+	ports, err := loadkit.ParsePorts(*portRange)
 	if err != nil {
 		return err
 	}
 	if *agentURL == "" {
 		return errors.New("-agent: the echo agent's URL is needed")
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
+	stopProfile, err := loadkit.StartCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if *pprofAddr != "" {
 		go http.ListenAndServe(*pprofAddr, nil)
 	}
@@ -329,14 +320,4 @@ func (transfers) Conversation(context.Context, string, string) (*switchback.Conv
 
 func (transfers) RecordConversation(context.Context, *switchback.ConversationRecord) error {
 	return nil
-}
-
-func parsePorts(s string) (media.PortRange, error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	pmin, err1 := strconv.Atoi(lo)
-	pmax, err2 := strconv.Atoi(hi)
-	if !ok || err1 != nil || err2 != nil {
-		return media.PortRange{}, fmt.Errorf("-ports %q: want MIN-MAX", s)
-	}
-	return media.PortRange{Min: pmin, Max: pmax}, nil
 }

@@ -382,6 +382,24 @@ func (s *Session) clearLocked() {
 	po.shrink()
 }
 
+// WaitSent waits until the audio queued so far has been sent (Queued is
+// zero), and returns true; false when gone is closed (the call's leg
+// ended) or ctx ends first.
+func (s *Session) WaitSent(ctx context.Context, gone <-chan struct{}) bool {
+	t := time.NewTicker(frameDuration)
+	defer t.Stop()
+	for s.Queued() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-gone:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Queued returns how much audio is queued and not yet sent, Enqueue's and
 // Plays'. Zero means all audio given so far has gone.
 func (s *Session) Queued() time.Duration {

@@ -384,6 +384,39 @@ func TestStreamNeverRunsAhead(t *testing.T) {
 // TestEnqueueOverflow fills a queue that is not drained (the Session is
 // not started): what does not fit is dropped, counted and reported, and
 // the queue holds its limit.
+// TestWaitSent: WaitSent returns true once the audio queued has gone, and
+// false, at once, when the leg is gone or the wait is cancelled.
+func TestWaitSent(t *testing.T) {
+	peer := newRawPeer(t)
+	s := listen(t)
+	if err := s.Start(params(PCMU, peer.addr())); err != nil {
+		t.Fatal(err)
+	}
+	if !s.WaitSent(t.Context(), nil) {
+		t.Error("WaitSent with nothing queued = false")
+	}
+	if err := s.Enqueue(tone(5*FrameSamples, 300, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	gone := make(chan struct{})
+	close(gone)
+	if s.WaitSent(t.Context(), gone) {
+		t.Error("WaitSent on a gone leg with audio queued = true")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if s.WaitSent(ctx, nil) {
+		t.Error("WaitSent cancelled with audio queued = true")
+	}
+	start := time.Now()
+	if !s.WaitSent(t.Context(), nil) || s.Queued() != 0 {
+		t.Errorf("WaitSent = false or %v left queued", s.Queued())
+	}
+	if took := time.Since(start); took < 60*time.Millisecond {
+		t.Errorf("WaitSent returned after %v, before 100 ms of audio could go", took)
+	}
+}
+
 func TestEnqueueOverflow(t *testing.T) {
 	s := listen(t)
 	s.PlayoutLimit = 200 * time.Millisecond

@@ -20,18 +20,13 @@ func (l *leg) Clear()                                      { l.media.Clear() }
 // Drain waits until the queued audio has been sent, the leg ends, or ctx
 // ends.
 func (l *leg) Drain(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for l.media.Queued() > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.ended:
-			return switchback.ErrCallOver
-		case <-t.C:
-		}
+	if l.media.WaitSent(ctx, l.ended) {
+		return nil
 	}
-	return nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return switchback.ErrCallOver
 }
 
 // hear hands the leg's audio to its call, on the media's receive path:

@@ -10,9 +10,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchback/switchback/internal/media"
 )
 
 // Serve answers the line protocol on ln, one connection at a time, until
@@ -169,4 +173,35 @@ func Ratio(a, b float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.2f", a/b)
+}
+
+// ParsePorts reads a -ports flag's MIN-MAX.
+func ParsePorts(s string) (media.PortRange, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	pmin, err1 := strconv.Atoi(lo)
+	pmax, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil {
+		return media.PortRange{}, fmt.Errorf("-ports %q: want MIN-MAX", s)
+	}
+	return media.PortRange{Min: pmin, Max: pmax}, nil
+}
+
+// StartCPUProfile writes a CPU profile of the process to path, if it is
+// not empty, until the function it returns is called.
+func StartCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
