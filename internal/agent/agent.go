@@ -56,13 +56,19 @@ func Load(tenants []config.Tenant, deps Deps) (*Registry, error) {
 				byTask[a.Task] = j
 			}
 		}
-		// make builds agent j, and first the agent its fallback names;
-		// config.Validate has refused fallbacks in a circle.
+		// build makes agent j, and first the agent its fallback names
+		// (config.Validate refuses fallbacks in a circle; build does too,
+		// for a configuration that was not validated).
+		building := map[int]bool{}
 		var build func(j int) (switchback.AgentFactory, error)
 		build = func(j int) (switchback.AgentFactory, error) {
 			if f, ok := made[j]; ok {
 				return f, nil
 			}
+			if building[j] {
+				return nil, fmt.Errorf("tenants[%d].agents[%d]: its fallbacks lead back to it", i, j)
+			}
+			building[j] = true
 			a := t.Agents[j]
 			path := fmt.Sprintf("tenants[%d].agents[%d]", i, j)
 			var f switchback.AgentFactory

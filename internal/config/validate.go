@@ -487,8 +487,10 @@ func validateAgents(p *problems, path string, agents []AgentConfig) {
 			validateMenu(p, apath+".menu", a.Menu)
 		case a.WebSocket != nil:
 			if err := a.WebSocket.Check(apath + ".websocket"); err != nil {
-				for _, line := range strings.Split(err.Error(), "\n") {
-					*p = append(*p, errors.New(line))
+				if joined, ok := err.(interface{ Unwrap() []error }); ok {
+					*p = append(*p, joined.Unwrap()...)
+				} else {
+					*p = append(*p, err)
 				}
 			}
 		default:

@@ -126,12 +126,6 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// listens reports whether the agent keeps listening after an INVITE
-// hand-back.
-func (c Config) listens() bool {
-	return c.ListenAfterInviteReturn == nil || *c.ListenAfterInviteReturn
-}
-
 // Headers Switchback sets itself, or that the WebSocket handshake owns.
 var reservedHeaders = map[string]bool{
 	"Host": true, "Connection": true, "Upgrade": true, "Content-Length": true,

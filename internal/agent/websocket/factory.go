@@ -35,16 +35,13 @@ type Deps struct {
 // tenant: it dials the agent for each call, before the call is answered,
 // and gives the call to the fallback when the agent cannot take it.
 type Factory struct {
-	tenantID     string
-	cfg          Config // with defaults
-	accountSID   string
+	cfg          Config // with defaults, AccountSID included
 	fallback     switchback.AgentFactory
 	fallbackName string
 	reg          *Registry
 	log          *slog.Logger
 	now          switchback.Clock
 	client       *http.Client
-	listens      bool
 	writeTimeout time.Duration
 }
 
@@ -66,13 +63,10 @@ func NewFactory(tenantID string, cfg Config, fallback switchback.AgentFactory, d
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	f := &Factory{
-		tenantID: tenantID, cfg: cfg, accountSID: cfg.AccountSID, reg: deps.Registry,
-		log: deps.Log, now: deps.Now, listens: cfg.listens(), writeTimeout: defaultWriteTimeout,
+	if cfg.AccountSID == "" {
+		cfg.AccountSID = AccountSID(tenantID)
 	}
-	if f.accountSID == "" {
-		f.accountSID = AccountSID(tenantID)
-	}
+	f := &Factory{cfg: cfg, reg: deps.Registry, log: deps.Log, now: deps.Now, writeTimeout: defaultWriteTimeout}
 	switch {
 	case cfg.Fallback.Task != "" && fallback == nil:
 		return nil, fmt.Errorf("websocket.fallback.task: no agent given for task %q", cfg.Fallback.Task)
@@ -92,7 +86,7 @@ func NewFactory(tenantID string, cfg Config, fallback switchback.AgentFactory, d
 	}
 	f.client = newHTTPClient(deps.TLSConfig, (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext)
 	if f.reg != nil && cfg.AuthToken != "" {
-		f.reg.addAccount(f.accountSID, cfg.AuthToken)
+		f.reg.addAccount(cfg.AccountSID, cfg.AuthToken)
 	}
 	return f, nil
 }
@@ -173,7 +167,7 @@ func (f *Factory) connect(ctx context.Context, info *switchback.CallInfo) (switc
 	timeout := f.cfg.ConnectTimeout.Duration()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	id := ids{account: f.accountSID, call: CallSID(info.TenantID, info.TransferID),
+	id := ids{account: f.cfg.AccountSID, call: CallSID(info.TenantID, info.TransferID),
 		stream: streamSID(info.TenantID, info.TransferID, f.cfg.URL)}
 	h := http.Header{}
 	for name, v := range f.cfg.Headers {

@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"encoding/json"
 	"log/slog"
 	"testing"
 
@@ -71,68 +70,4 @@ func FuzzParseCallPath(f *testing.F) {
 			t.Errorf("parseCallPath(%q) = %q, %q", path, acc, call)
 		}
 	})
-}
-
-// FuzzMediaPayload: the quick reading of media messages takes a message
-// only when the full reading (json.Unmarshal into inboundMsg) finds the
-// same media event with the same payload.
-func FuzzMediaPayload(f *testing.F) {
-	for _, seed := range []string{
-		`{"event":"media","streamSid":"MZ1","media":{"payload":"f39/"}}`,
-		`{"event": "media", "streamSid": "MZ1", "media": {"payload": "f39/fn5+"}}`,
-		`{"media":{"track":"outbound","payload":"AAAA","chunk":"1"},"event":"media"}`,
-		`{"event":"media","media":{"payload":"AAAA"},"media":{"payload":"BBBB"}}`,
-		`{"event":"media","media":{"payload":"AAAA"},"Media":{"payload":"BBBB"}}`,
-		`{"event":"media","media":{"payload":"AAAA","PAYLOAD":"BBBB"}}`,
-		`{"event":"media","media":{"payload":"AA\/A"}}`,
-		`{"event":"medi\u0061","media":{"payload":"AAAA"}}`,
-		`{"event":"media","media":{"payload":"AAAA"},"mark":5}`,
-		`{"event":"media","media":{"payload":5}}`,
-		`{"event":"media","media":{"payload":5,"payload":"AAAA"}}`,
-		`{"event":"media","media":null}`,
-		`{"event":"media","media":{"payload":"AAAA"},"ſtate":1}`,
-		`{"event":"media","x":{"y":["}",{"z":"\""}]},"media":{"payload":"AAAA"}}`,
-		`{"event":"mark","mark":{"name":"a"}}`,
-		`{"event":"media","media":{"payload":"AAAA"}} `,
-		`[{"event":"media"}]`, `{}`, `not json`,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		payload, ok := mediaPayload(b)
-		if !ok {
-			return
-		}
-		var msg inboundMsg
-		if err := json.Unmarshal(b, &msg); err != nil {
-			t.Fatalf("mediaPayload took %q, which json.Unmarshal refuses: %v", b, err)
-		}
-		if msg.Event != eventMedia || msg.Media == nil || msg.Media.Payload != string(payload) {
-			t.Fatalf("mediaPayload(%q) = %q; json.Unmarshal reads event %q, media %+v", b, payload, msg.Event, msg.Media)
-		}
-	})
-}
-
-func TestMediaPayloadTakesWhatAgentsSend(t *testing.T) {
-	for _, b := range []string{
-		`{"event":"media","streamSid":"MZ1","media":{"payload":"f39/"}}`,                // Go, JavaScript
-		`{"event": "media", "streamSid": "MZ1", "media": {"payload": "f39/"}}`,          // Python's json.dumps
-		"{\n  \"event\": \"media\",\n  \"media\": {\n    \"payload\": \"f39/\"\n  }\n}", // indented
-	} {
-		if p, ok := mediaPayload([]byte(b)); !ok || string(p) != "f39/" {
-			t.Errorf("mediaPayload(%q) = %q, %v", b, p, ok)
-		}
-	}
-	for _, b := range []string{
-		`{"event":"media","media":{"payload":"AA\/A"}}`,
-		`{"event":"media","Media":{"payload":"AAAA"}}`,
-		`{"event":"media","media":{"payload":"AAAA"},"mark":5}`,
-		`{"event":"media","media":{"payload":5,"payload":"AAAA"}}`,
-		`{"event":"mark","mark":{"name":"a"}}`,
-		`{"event":"media","media":{"payload":"AAAA"}`,
-	} {
-		if p, ok := mediaPayload([]byte(b)); ok {
-			t.Errorf("mediaPayload(%q) = %q: it should leave it to json.Unmarshal", b, p)
-		}
-	}
 }

@@ -192,7 +192,7 @@ func (s *session) handBack(hb *switchback.HandBack) (*switchback.HandBack, error
 // follows reports whether the session keeps listening after its hand-back:
 // an INVITE return with listenAfterInviteReturn on.
 func (s *session) follows() bool {
-	return s.info.Return == switchback.ReturnINVITE && s.f.listens
+	return s.info.Return == switchback.ReturnINVITE && *s.f.cfg.ListenAfterInviteReturn
 }
 
 // leaveRegistry ends the agent's say over the call: the REST hang-up no
@@ -546,9 +546,6 @@ func (s *session) readLoop() {
 
 // parse reads one message; ok is false for one that is ignored (counted).
 func (s *session) parse(b []byte) (m inbound, ok bool) {
-	if payload, ok := mediaPayload(b); ok {
-		return s.parseMedia(payload)
-	}
 	var msg inboundMsg
 	if err := json.Unmarshal(b, &msg); err != nil {
 		// A hand-back the agent got wrong still ends its turn: the call goes
@@ -569,7 +566,14 @@ func (s *session) parse(b []byte) (m inbound, ok bool) {
 			s.count(&s.stats.malformed, "media without a payload", nil)
 			return m, false
 		}
-		return s.parseMedia([]byte(msg.Media.Payload))
+		ulaw, err := base64.StdEncoding.DecodeString(msg.Media.Payload)
+		if err != nil || len(ulaw) == 0 {
+			s.count(&s.stats.malformed, "media payload is not base64", err)
+			return m, false
+		}
+		pcm := make([]int16, len(ulaw))
+		media.DecodeULaw(pcm, ulaw)
+		return inbound{kind: inMedia, pcm: pcm}, true
 	case eventMark:
 		if msg.Mark == nil || msg.Mark.Name == "" || len(msg.Mark.Name) > maxMarkName {
 			s.count(&s.stats.malformed, "mark without a name, or with one too long", nil)
@@ -586,7 +590,7 @@ func (s *session) parse(b []byte) (m inbound, ok bool) {
 			s.count(&s.stats.malformed, "switchback.state without a state", nil)
 			return m, false
 		}
-		return inbound{kind: inState, state: bytes.Clone(msg.State)}, true
+		return inbound{kind: inState, state: msg.State}, true
 	case eventTranscript:
 		if msg.Role == "" || len(msg.Role) > 32 {
 			s.count(&s.stats.malformed, "switchback.transcript without a role, or with one too long", nil)
@@ -618,23 +622,6 @@ func (s *session) parse(b []byte) (m inbound, ok bool) {
 // switchback.event, so it never passes for one of Switchback's own.
 const CustomEventPrefix = "custom."
 
-// parseMedia decodes the base64 payload of a media message.
-func (s *session) parseMedia(payload []byte) (m inbound, ok bool) {
-	var scratch [480]byte // 60 ms, what agents send at most at a time
-	ulaw := scratch[:]
-	if need := base64.StdEncoding.DecodedLen(len(payload)); need > len(ulaw) {
-		ulaw = make([]byte, need)
-	}
-	n, err := base64.StdEncoding.Decode(ulaw, payload)
-	if err != nil || n == 0 {
-		s.count(&s.stats.malformed, "media payload is not base64", err)
-		return m, false
-	}
-	pcm := make([]int16, n)
-	media.DecodeULaw(pcm, ulaw[:n])
-	return inbound{kind: inMedia, pcm: pcm}, true
-}
-
 func (s *session) parseHandBack(msg *inboundMsg) (*switchback.HandBack, error) {
 	if len(msg.OutputContext) == 0 || string(msg.OutputContext) == "null" {
 		return nil, errors.New("the agent's switchback.handback has no outputContext")
@@ -653,7 +640,7 @@ func (s *session) parseHandBack(msg *inboundMsg) (*switchback.HandBack, error) {
 	}
 	hb := &switchback.HandBack{Output: &oc, FinishAudio: msg.FinishAudio == nil || *msg.FinishAudio}
 	if len(msg.State) > 0 && string(msg.State) != "null" {
-		hb.State = bytes.Clone(msg.State)
+		hb.State = msg.State // json.RawMessage copies what it decodes
 	}
 	return hb, nil
 }
