@@ -278,7 +278,7 @@ func (e *Edge) answer(req *sip.Request, tx sip.ServerTransaction, c *call.Call, 
 	res.AppendHeader(sip.NewHeader("Allow", allowed))
 	res.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if l.timer.interval > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", l.timer.header()))
+		res.AppendHeader(sip.NewHeader("Session-Expires", l.timer.header(false)))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	// A node that stops does not wait for the ACK (see Serve).

@@ -334,7 +334,7 @@ func (l *leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 	timer := l.timer
 	l.mu.Unlock()
 	if timer.interval > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", timer.header()))
+		res.AppendHeader(sip.NewHeader("Session-Expires", timer.header(false)))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	if req.Method == sip.INVITE && !sip.IsReliable(req.Transport()) {

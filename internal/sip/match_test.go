@@ -143,10 +143,26 @@ func TestSessionTimer(t *testing.T) {
 		st := sessionTimer(invite(t, "sip:demo@127.0.0.1", tt.header))
 		got := ""
 		if st.interval > 0 {
-			got = st.header()
+			got = st.header(false) // in the answer to the INVITE
 		}
 		if got != tt.want {
 			t.Errorf("%q: %q, want %q", tt.header, got, tt.want)
+		}
+	}
+	// The refresher is named by its role in each transaction: in an
+	// UPDATE Switchback sends as the refresher it is the uac; in its 200
+	// to the peer's re-INVITE, when the peer refreshes, the peer is.
+	for _, tt := range []struct {
+		weRefresh, request bool
+		want               string
+	}{
+		{true, true, "90;refresher=uac"},
+		{true, false, "90;refresher=uas"},
+		{false, true, "90;refresher=uas"},
+		{false, false, "90;refresher=uac"},
+	} {
+		if got := (timerState{interval: 90 * time.Second, weRefresh: tt.weRefresh}).header(tt.request); got != tt.want {
+			t.Errorf("weRefresh %v, request %v: %q, want %q", tt.weRefresh, tt.request, got, tt.want)
 		}
 	}
 	if d := refreshDeadline(90 * time.Second); d != 60*time.Second {

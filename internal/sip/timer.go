@@ -18,15 +18,16 @@ type timerState struct {
 	// weRefresh is set when Switchback is the refresher: it sends an
 	// UPDATE every half interval; otherwise the peer must refresh.
 	weRefresh bool
-	// weAreUAS is set on the caller's leg, where Switchback answered:
-	// refresher=uas names Switchback there, refresher=uac the peer.
-	weAreUAS bool
 }
 
-// header is the Session-Expires value Switchback sends.
-func (t timerState) header() string {
+// header is the Session-Expires value Switchback sends in a request of
+// its own (request) or in its answer to the peer's. The refresher is
+// named by its role in that transaction, not in the dialog (RFC 4028 §4,
+// §7.4, §9): uac is the side that sent the request, uas the side that
+// answers it.
+func (t timerState) header(request bool) string {
 	refresher := "uac"
-	if t.weRefresh == t.weAreUAS {
+	if t.weRefresh != request {
 		refresher = "uas"
 	}
 	return strconv.Itoa(int(t.interval/time.Second)) + ";refresher=" + refresher
@@ -65,7 +66,7 @@ func sessionExpires(m interface{ GetHeader(string) sip.Header }) (time.Duration,
 // §9 lets the UAS choose when the UAC did not.
 func sessionTimer(req *sip.Request) timerState {
 	interval, refresher := sessionExpires(req)
-	return timerState{interval: interval, weRefresh: refresher == "uas", weAreUAS: true}
+	return timerState{interval: interval, weRefresh: refresher == "uas"}
 }
 
 // answeredTimer is the timer a 2xx to Switchback's INVITE settles (RFC
@@ -138,7 +139,7 @@ func (l *leg) refresh() error {
 		return errors.New("the peer gave no Contact")
 	}
 	req := sip.NewRequest(sip.UPDATE, target)
-	req.AppendHeader(sip.NewHeader("Session-Expires", st.header()))
+	req.AppendHeader(sip.NewHeader("Session-Expires", st.header(true)))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	l.e.bindLocal(req, l.transport)
 	ctx, cancel := context.WithTimeout(l.base, 32*time.Second)
