@@ -306,10 +306,6 @@ func (transfers) Match(_ context.Context, tenantID, id string) (*switchback.Tran
 		CallReceivedAt: now}, nil
 }
 
-func (transfers) MatchNumber(context.Context, string) (*switchback.Transfer, error) {
-	return nil, switchback.Errorf(switchback.ENOTFOUND, "no numbers in the streaming benchmark")
-}
-
 func (transfers) EndCall(_ context.Context, e *switchback.CallEnd) (*switchback.Transfer, error) {
 	return &switchback.Transfer{TenantID: e.TenantID, ID: e.ID, Status: switchback.StatusCompleted, OutputContext: e.Output}, nil
 }

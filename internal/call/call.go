@@ -75,9 +75,6 @@ func newCall(r *Runtime, t *switchback.Transfer, a Arrival) *Call {
 // Transfer returns the transfer the call matched, as it was matched.
 func (c *Call) Transfer() *switchback.Transfer { return c.t }
 
-// Info describes the call for its agent.
-func (c *Call) Info() *switchback.CallInfo { return c.info }
-
 // Frames implements Reporter.
 func (c *Call) Frames() chan<- switchback.AudioFrame { return c.frames }
 

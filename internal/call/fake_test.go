@@ -77,10 +77,6 @@ func (f *fakeTransfers) Match(ctx context.Context, tenantID, id string) (*switch
 	return &cp, nil
 }
 
-func (f *fakeTransfers) MatchNumber(ctx context.Context, e164 string) (*switchback.Transfer, error) {
-	return f.Match(ctx, "", f.t.ID)
-}
-
 func (f *fakeTransfers) EndCall(ctx context.Context, e *switchback.CallEnd) (*switchback.Transfer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

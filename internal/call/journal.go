@@ -20,10 +20,9 @@ type journal struct {
 	tenantID, externalID, transferID string
 	now                              func() time.Time
 
-	mu      sync.Mutex
-	state   json.RawMessage // nil: unchanged since the last take
-	events  []switchback.ConversationEvent
-	dropped int // events over maxJournal since the last take
+	mu     sync.Mutex
+	state  json.RawMessage                // nil: unchanged since the last take
+	events []switchback.ConversationEvent // at most maxJournal: later ones are dropped
 	// keepState is set when the conversation could not be read: the agent
 	// started afresh, and its state must not replace the one stored.
 	keepState bool
@@ -33,7 +32,6 @@ func (j *journal) record(t switchback.EventType, data map[string]string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if len(j.events) >= maxJournal {
-		j.dropped++
 		return
 	}
 	j.events = append(j.events, switchback.ConversationEvent{At: j.now(), TransferID: j.transferID, Type: t, Data: data})
@@ -59,7 +57,7 @@ func (j *journal) take() *switchback.ConversationRecord {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	state, events := j.state, j.events
-	j.state, j.events, j.dropped = nil, nil, 0
+	j.state, j.events = nil, nil
 	if j.externalID == "" || state == nil && len(events) == 0 {
 		return nil
 	}
@@ -80,7 +78,6 @@ func (j *journal) giveBack(r *switchback.ConversationRecord) {
 	}
 	events := append(r.Events, j.events...)
 	if len(events) > maxJournal {
-		j.dropped += len(events) - maxJournal
 		events = events[:maxJournal]
 	}
 	j.events = events

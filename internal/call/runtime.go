@@ -14,9 +14,7 @@ package call
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 
 	"github.com/switchback/switchback"
@@ -25,7 +23,6 @@ import (
 // Transfers is the part of the transfer service a call writes through.
 type Transfers interface {
 	Match(ctx context.Context, tenantID, id string) (*switchback.Transfer, error)
-	MatchNumber(ctx context.Context, e164 string) (*switchback.Transfer, error)
 	EndCall(ctx context.Context, e *switchback.CallEnd) (*switchback.Transfer, error)
 	Conversation(ctx context.Context, tenantID, externalID string) (*switchback.Conversation, error)
 	RecordConversation(ctx context.Context, r *switchback.ConversationRecord) error
@@ -85,11 +82,10 @@ var ErrDraining = switchback.Errorf(switchback.EUNAVAILABLE, "this node is drain
 
 // Arrival is a call the edge has authenticated and is about to answer.
 type Arrival struct {
-	// TenantID and TransferID name a SIP transfer's transfer; Number is
-	// instead the temporary number a PSTN transfer's call dialled.
+	// TenantID and TransferID name the call's transfer (the edge finds a
+	// PSTN transfer's by the number dialled).
 	TenantID   string
 	TransferID string
-	Number     string
 	// CallID, From and To are the caller leg's; Transport and Source say
 	// how it came, for the conversation's log.
 	CallID, From, To  string
@@ -126,13 +122,7 @@ func (r *Runtime) Admit(ctx context.Context, a Arrival) (*Call, error) {
 		case <-ctx.Done():
 		}
 	}()
-	var t *switchback.Transfer
-	var err error
-	if a.Number != "" {
-		t, err = r.transfers.MatchNumber(ctx, a.Number)
-	} else {
-		t, err = r.transfers.Match(ctx, a.TenantID, a.TransferID)
-	}
+	t, err := r.transfers.Match(ctx, a.TenantID, a.TransferID)
 	if err != nil {
 		return nil, err
 	}
@@ -302,19 +292,6 @@ func (r *Runtime) done(c *Call, how string) {
 	r.idleIfDone()
 	r.mu.Unlock()
 	r.wg.Done()
-}
-
-// Calls lists the transfers of the calls in progress, ordered, for logs
-// and tests.
-func (r *Runtime) Calls() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.calls))
-	for c := range r.calls {
-		out = append(out, fmt.Sprintf("%s/%s", c.t.TenantID, c.t.ID))
-	}
-	sort.Strings(out)
-	return out
 }
 
 // errNoAgent hands a call back when it has no agent.

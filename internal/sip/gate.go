@@ -497,13 +497,6 @@ func (p *peerTable) has(addr string) bool {
 	return ok
 }
 
-// size returns how many peers there are.
-func (p *peerTable) size() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
-}
-
 // prune forgets the peers quiet since before now-window whose dialog, if
 // any, live no longer reports, and removes them from sipgo's pool. The
 // address sipgo read last stays: it adds an address to its pool only when
