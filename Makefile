@@ -14,7 +14,7 @@ test:
 bench:
 	bash bench/run.sh
 
-# The unauthenticated SIP flood alone (make bench runs it last); see
+# The unauthenticated SIP flood alone (make bench runs it before bench/fleet.sh); see
 # bench/flood.sh for its settings, BENCH_FLOOD_BEFORE for a comparison.
 bench-flood:
 	bash bench/flood.sh

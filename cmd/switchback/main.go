@@ -68,7 +68,8 @@ Usage:
   switchback numbers list|add|remove          manage the temporary-number pool
   switchback config example                   print a commented example config
   switchback call [flags] TARGET              call a gateway from a softphone
-  switchback demo [--phone-number]            a whole transfer round trip, in-process
+  switchback demo [--phone-number] [--agent menu|websocket]
+                                              a whole transfer round trip, in-process
 
 Run "switchback COMMAND -h" for a command's flags.
 `
