@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -477,5 +478,19 @@ func TestFleetMaxCalls(t *testing.T) {
 	// No call was let through meanwhile on either node.
 	if onA, onB := int(a.metric(t, "switchback_calls_active ")), int(b.metric(t, "switchback_calls_active ")); onA+onB != 3 {
 		t.Fatalf("the tenant has %d calls on node a and %d on node b, over its limit of 3", onA, onB)
+	}
+	// The calls held at the limit were whole calls: stopped at once
+	// (SIGINT), each node hangs its own up with a BYE, which SIPp answers.
+	a.cmd.Process.Signal(os.Interrupt)
+	b.cmd.Process.Signal(os.Interrupt)
+	for i, done := range held {
+		select {
+		case out, failed := <-done:
+			if failed {
+				t.Errorf("held call %d: %s", i, out)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("held call %d did not end once its node stopped", i)
+		}
 	}
 }

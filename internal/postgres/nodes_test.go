@@ -51,21 +51,41 @@ func TestLeasesRunOnTheDatabaseClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(nodes) != 2 {
+		t.Fatalf("nodes = %+v, want ahead and behind", nodes)
+	}
 	for _, n := range nodes {
 		if !n.Live || n.RenewedAt.Sub(real).Abs() > time.Minute || n.ExpiresAt.Sub(n.RenewedAt) != 5*time.Second {
 			t.Errorf("lease %+v: not timed by the database's clock (now %v)", n, real)
 		}
 	}
-	// A clock far ahead does not make a current lease look lapsed to a
-	// takeover, nor one far behind keep a lapsed lease alive.
+	// A clock far behind does not make a current lease look lapsed to a
+	// takeover, nor keep a lapsed lease alive.
+	call := func(id string, owner switchback.NodeLease) {
+		t.Helper()
+		tr := &switchback.Transfer{TenantID: "acme", ID: id, ExternalConversationID: "conv-" + id,
+			Type: switchback.TypeSIP, Status: switchback.StatusActive,
+			SIP: &switchback.SIP{ReturnTransferType: switchback.ReturnBYE}, CreatedAt: real, ExpiresAt: real.Add(time.Hour)}
+		if _, _, err := ahead.CreateTransfer(ctx, tr, real); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ahead.MatchTransfer(ctx, "acme", id, switchback.CallClaim{Owner: owner}, real); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call("of-ahead", a)
 	if calls, err := behind.TakeOverCalls(ctx, b, real.Add(-2*time.Hour), 10); err != nil || len(calls) != 0 {
-		t.Fatalf("takeover: %+v, %v", calls, err)
+		t.Fatalf("takeover of a current lease's call: %+v, %v", calls, err)
 	}
 	short, err := ahead.AcquireNode(ctx, "short", 100*time.Millisecond, real)
 	if err != nil {
 		t.Fatal(err)
 	}
+	call("of-short", short)
 	time.Sleep(200 * time.Millisecond)
+	if calls, err := behind.TakeOverCalls(ctx, b, real.Add(-2*time.Hour), 10); err != nil || len(calls) != 1 || calls[0].ID != "of-short" {
+		t.Fatalf("takeover of a lapsed lease's call on a clock two hours behind: %+v, %v", calls, err)
+	}
 	if err := ahead.RenewNode(ctx, short, time.Minute, real.Add(-time.Hour)); switchback.ErrorCode(err) != switchback.EFENCED {
 		t.Fatalf("renew a lapsed lease on a clock an hour behind: %v", err)
 	}

@@ -590,9 +590,10 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 
 // TestAgentAudioAroundTheTurn: what the agent sends before Run starts
 // (while the caller's phone rings) is queued once it does, in order with
-// what follows; audio and clears sent after its hand-back are left alone.
+// what follows; audio and clears sent after its hand-back are counted as
+// late and neither queued nor carried out.
 func TestAgentAudioAroundTheTurn(t *testing.T) {
-	ag, call, a := connect(t, Config{}, switchback.ReturnBYE)
+	ag, call, a := connect(t, Config{}, switchback.ReturnINVITE)
 	ag.send(mediaJSON(160))
 	ag.send(map[string]any{"event": "mark", "streamSid": "x", "mark": map[string]string{"name": "greeting"}})
 	time.Sleep(50 * time.Millisecond) // Run has not started: nothing is queued yet
@@ -614,10 +615,22 @@ func TestAgentAudioAroundTheTurn(t *testing.T) {
 		t.Errorf("queue = %d samples, mark %q, %d samples; want 160, greeting, 320", len(first), name, len(last))
 	}
 	ag.send(handBackMsg(switchback.TransferAgent))
+	waitRun(t, done)
+	ctx, cancel := context.WithCancel(t.Context())
+	followed := make(chan error, 1)
+	go func() { followed <- a.(switchback.Follower).Follow(ctx, call) }()
 	ag.send(mediaJSON(160))
 	ag.send(map[string]any{"event": "clear", "streamSid": "x"})
-	waitRun(t, done)
-	time.Sleep(100 * time.Millisecond) // for the reader to have read them
+	s := a.(*followingSession).session
+	for deadline := time.Now().Add(5 * time.Second); s.stats.late.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages counted late after the hand-back, want 2", s.stats.late.Load())
+		}
+	}
+	cancel()
+	if err := <-followed; err != nil {
+		t.Errorf("Follow = %v", err)
+	}
 	call.mu.Lock()
 	n, cleared := len(call.queue), call.cleared
 	call.mu.Unlock()
