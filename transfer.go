@@ -167,9 +167,11 @@ type Cursor struct {
 const MaxIDLength = 128
 
 // ValidID reports whether id is safe both as a URL path segment and as a SIP
-// header value: 1 to MaxIDLength of the RFC 3986 unreserved characters.
+// header value: 1 to MaxIDLength of the RFC 3986 unreserved characters,
+// and not a dot segment ("." or "..", which a URL path drops: RFC 3986
+// section 5.2.4).
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > MaxIDLength {
+	if len(id) == 0 || len(id) > MaxIDLength || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

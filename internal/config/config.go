@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchback/switchback"
 	"github.com/switchback/switchback/internal/agent/websocket"
+	"github.com/switchback/switchback/internal/fleet"
 )
 
 // Config is everything `switchback serve` is configured with. Start from
@@ -292,8 +293,8 @@ const (
 	DefaultRequestsPerSecond  = 200.0
 	DefaultBurst              = 400
 	DefaultDrainTimeout       = time.Hour
-	DefaultNodeHeartbeat      = 5 * time.Second
-	DefaultNodeTTL            = 15 * time.Second
+	DefaultNodeHeartbeat      = fleet.DefaultHeartbeat
+	DefaultNodeTTL            = fleet.DefaultTTL
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
 

@@ -101,8 +101,10 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.TTL <= o.Heartbeat {
-		return nil, errors.New("fleet: the lease's TTL must be longer than its heartbeat")
+	if o.TTL < 2*o.Heartbeat {
+		// One heartbeat lost to a slow store must not cost the lease
+		// (config.Validate holds node.ttl to the same).
+		return nil, errors.New("fleet: the lease's TTL must be at least twice its heartbeat")
 	}
 	if o.Clock == nil {
 		o.Clock = switchback.SystemClock

@@ -174,13 +174,11 @@ func (req *createRequest) transfer(tenantID string) (*switchback.Transfer, error
 	if req.ID == nil || *req.ID == "" {
 		return nil, switchback.FieldErrorf("id", "is required")
 	}
+	if *req.ID == "." || *req.ID == ".." {
+		return nil, switchback.FieldErrorf("id", "must not be . or .., which are not path segments of their own")
+	}
 	if !switchback.ValidID(*req.ID) {
 		return nil, switchback.FieldErrorf("id", "must be 1 to %d characters from A-Z a-z 0-9 - . _ ~ (it goes in URLs and SIP headers)", switchback.MaxIDLength)
-	}
-	if *req.ID == "." || *req.ID == ".." {
-		// A dot segment is removed from a URL path (RFC 3986 section
-		// 5.2.4): /call-transfers/.. is not this transfer.
-		return nil, switchback.FieldErrorf("id", "must not be . or .., which are not path segments of their own")
 	}
 	t.ID = *req.ID
 	if req.ExternalConversationID == nil || *req.ExternalConversationID == "" {

@@ -335,11 +335,7 @@ func (e *Edge) Shed() int64 { return e.shed.Load() }
 // tenantURI is a tenant's static SIP URI on this edge, as Referred-By
 // names it.
 func (e *Edge) tenantURI(tenantID string) string {
-	user := tenantID
-	if t := e.tenantsByID[tenantID]; t != nil && t.user != "" {
-		user = t.user
-	}
-	return "sip:" + user + "@" + netip.AddrPortFrom(e.host, e.Addr().Port()).String()
+	return "sip:" + e.tenantUser(tenantID) + "@" + netip.AddrPortFrom(e.host, e.Addr().Port()).String()
 }
 
 // PendingInvites returns how many new INVITEs are in progress.

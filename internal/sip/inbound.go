@@ -165,7 +165,11 @@ func (e *Edge) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	// A caller whose agent takes a while to connect hears ringing, not
 	// dead air (RFC 3261 §13.3.1.1); a quick one gets its 200 at once.
-	ringing := e.ringWhile(tx, req, e.ringAfter)
+	// (A caller that has rung for sip.answerDelay has had its 180.)
+	ringing := func() {}
+	if e.cfg.AnswerDelay.Duration() <= 0 {
+		ringing = e.ringWhile(tx, req, e.ringAfter)
+	}
 	c, err := e.calls.Admit(ctx, arrival)
 	ringing()
 	if err != nil {
